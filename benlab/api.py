@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -21,6 +22,15 @@ from benlab.lab.experiments import PhaseParams
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_REMEMBERED = 10_000  # experiments kept for GET /experiments/{id}; oldest forgotten first
+# Requests with less work (amplitudes touched) take a few ms and run on the event loop: on 2 cores the hop to a
+# worker thread costs about a millisecond. Larger ones go to the thread pool so the server stays responsive.
+INLINE_WORK = 2**17
+
+
+async def compute(work: int, function, *args):
+    if work <= INLINE_WORK:
+        return function(*args)
+    return await run_in_threadpool(function, *args)
 
 PhaseType = Enum("PhaseType", {p: p for p in circuits.PHASES}, type=str)
 Seed = Field(0, ge=0, le=2**32 - 1, description="Seeds the gates, the noise and the measurement shots.")
@@ -275,29 +285,34 @@ def create_app() -> FastAPI:
         }
 
     @app.post("/run_phase_experiment", response_model=PhaseExperimentResponse)
-    def run_phase_experiment(request: PhaseExperimentRequest) -> dict:
-        return registry.add(experiments.run_phase_experiment(request.params()))
+    async def run_phase_experiment(request: PhaseExperimentRequest) -> dict:
+        work = request.depth * 2**request.system_size
+        return registry.add(await compute(work, experiments.run_phase_experiment, request.params()))
 
     @app.post("/tri", response_model=TRIResponse)
-    def tri(request: TRIRequest) -> dict:
-        result = experiments.tri(request.params())
+    async def tri(request: TRIRequest) -> dict:
+        result = await compute(4 * request.depth * 2**request.system_size, experiments.tri, request.params())
         for experiment in result.pop("experiments"):
             registry.add(experiment)
         return result
 
     @app.post("/replay_drift", response_model=ReplayDriftResponse)
-    def replay_drift(request: ReplayDriftRequest) -> dict:
+    async def replay_drift(request: ReplayDriftRequest) -> dict:
         params = PhaseParams(
             request.phase_type.value, request.system_size, request.base_depth, request.seed, request.bias, request.noise
         )
-        result = experiments.replay_drift(params, request.depth_factors)
+        work = sum(request.depth_factors) * request.base_depth * 2**request.system_size
+        result = await compute(work, experiments.replay_drift, params, request.depth_factors)
         for experiment in result.pop("experiments"):
             registry.add(experiment)
         return result
 
     @app.post("/discovery", response_model=DiscoveryResponse)
-    def discovery(request: DiscoveryRequest) -> dict:
-        return experiments.discovery(
+    async def discovery(request: DiscoveryRequest) -> dict:
+        work = len(request.phases) * request.num_per_phase * request.depth * 2**request.system_size
+        return await compute(
+            work,
+            experiments.discovery,
             [p.value for p in request.phases],
             request.num_per_phase,
             request.k,
@@ -313,9 +328,10 @@ def create_app() -> FastAPI:
         return registry.get(experiment_id)
 
     @app.post("/replay/{experiment_id}", response_model=ReplayResponse)
-    def replay(experiment_id: str) -> dict:
+    async def replay(experiment_id: str) -> dict:
         original = registry.get(experiment_id)
-        replayed = experiments.run_phase_experiment(PhaseParams(**original["params"]))
+        params = PhaseParams(**original["params"])
+        replayed = await compute(params.depth * 2**params.system_size, experiments.run_phase_experiment, params)
         difference = max(abs(a - b) for a, b in zip(original["feature_vector"], replayed["feature_vector"]))
         return {
             "experiment_id": experiment_id,

@@ -38,6 +38,17 @@ def test_apply_gate_matches_dense_matrices():
         np.testing.assert_allclose(got, expected, atol=1e-12)
 
 
+@pytest.mark.parametrize("n", [5, 18])
+def test_z_correlations_match_a_direct_sum(n):
+    probs = np.random.default_rng(n).random(2**n)
+    probs /= probs.sum()
+    bits = (np.arange(2**n)[:, None] >> (n - 1 - np.arange(n))) & 1
+    z = 1.0 - 2.0 * bits
+    mean_z, zz = sim.z_correlations(probs.reshape((2,) * n), n)
+    np.testing.assert_allclose(mean_z, probs @ z, atol=1e-12)
+    np.testing.assert_allclose(zz, (z * probs[:, None]).T @ z, atol=1e-12)
+
+
 def test_haar_unitaries_are_unitary():
     for u in sim.haar_unitaries(np.random.default_rng(0), 5, 4):
         np.testing.assert_allclose(u @ u.conj().T, np.eye(4), atol=1e-12)

@@ -7,6 +7,8 @@ lets the Loschmidt echo insert its perturbation between layers.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 Gate = tuple[tuple[int, ...], np.ndarray]
@@ -149,19 +151,28 @@ def page_entropy(n: int) -> float:
     return float(np.log(d_a) - d_a / (2 * d_b))
 
 
+@functools.lru_cache(maxsize=32)
+def z_signs(n: int) -> np.ndarray:
+    """Z eigenvalues (+1 for |0>) of n qubits in every basis state, shape (2^n, n)."""
+    index = np.arange(2**n)
+    return 1.0 - 2.0 * ((index[:, None] >> (n - 1 - np.arange(n))) & 1)
+
+
 def z_correlations(probs: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """<Z_i> (n,) and <Z_i Z_j> (n, n) from the computational-basis probabilities, in chunks to bound memory."""
-    flat = probs.reshape(-1)
-    mean_z = np.zeros(n)
-    zz = np.zeros((n, n))
-    chunk = 1 << 16
-    shifts = n - 1 - np.arange(n)
-    for start in range(0, flat.size, chunk):
-        index = np.arange(start, min(start + chunk, flat.size))
-        z = 1.0 - 2.0 * ((index[:, None] >> shifts) & 1)
-        p = flat[start : start + chunk]
-        mean_z += p @ z
-        zz += (z * p[:, None]).T @ z
+    """<Z_i> (n,) and <Z_i Z_j> (n, n) from the computational-basis probabilities. The chain is split into high
+    and low qubits (at most 16 low) so the sign tables stay small: P[h, l] is the probability of high bits h and
+    low bits l, and each block of ZZ is a product of a sign table, P and a sign table."""
+    low = min(n, 16)
+    high_z, low_z = z_signs(n - low), z_signs(low)
+    p = probs.reshape(2 ** (n - low), 2**low)
+    p_high, p_low = p.sum(axis=1), p.sum(axis=0)
+    mean_z = np.concatenate([p_high @ high_z, p_low @ low_z])
+    zz = np.empty((n, n))
+    h = n - low
+    zz[:h, :h] = (high_z * p_high[:, None]).T @ high_z
+    zz[h:, h:] = (low_z * p_low[:, None]).T @ low_z
+    zz[:h, h:] = high_z.T @ p @ low_z
+    zz[h:, :h] = zz[:h, h:].T
     return mean_z, zz
 
 
