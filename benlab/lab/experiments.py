@@ -10,8 +10,6 @@ import json
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score
 
 from benlab.lab import circuits, features
 from benlab.lab import simulator as sim
@@ -177,6 +175,10 @@ def discovery(
 ) -> dict:
     """Unsupervised phase discovery: seeded KMeans on the feature vectors of num_per_phase runs of each phase
     (seeds seed .. seed + num_per_phase - 1). The features share an O(1) scale, so they are clustered as they are."""
+    # Imported here: scikit-learn takes over a second to import, and only discovery needs it.
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
     labels, vectors = [], []
     for phase in phases:
         for i in range(num_per_phase):

@@ -1,0 +1,336 @@
+"""Training data from live lab experiments: plan a campaign, run it against the lab over HTTP, and write
+data/lab_instructions.jsonl (training) and data/lab_eval.jsonl (held-out, checkable answers in meta).
+
+Deterministic: the plan is drawn from --seed, every experiment carries its own seed, and samples are built in plan
+order after all results are in, so the same seed and lab give byte-identical files however many workers run.
+Training experiments use even seeds, held-out ones odd seeds, discovery runs seeds from 2^30 up: no seed is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from benlab import samples
+from benlab.common import BenLabError, atomic_write
+from benlab.lab_client import LabClient
+from benlab.lab_server import LocalLab
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+CATEGORIES = ("phase", "tri", "discovery", "drift")
+PATHS = {"phase": "/run_phase_experiment", "tri": "/tri", "discovery": "/discovery", "drift": "/replay_drift"}
+DISCOVERY_SEED_BASE = 2**30
+
+
+@dataclass(frozen=True)
+class Job:
+    key: str  # "<split>/<category>/<index>", unique in the campaign
+    split: str  # "train" or "eval"
+    category: str
+    body: dict = field(hash=False)
+
+
+def experiment_seed(rng: random.Random, split: str) -> int:
+    return 2 * rng.randrange(2**29) + (split == "eval")
+
+
+def phase_body(rng: random.Random, phase: str, split: str) -> dict:
+    return {
+        "phase_type": phase,
+        "system_size": rng.choice([8, 10, 12]),
+        "depth": rng.choice([2, 4, 6, 8, 12, 16]),
+        "seed": experiment_seed(rng, split),
+        "bias": rng.choice([0.5, 0.5, 0.5, 0.4, 0.6, 0.3, 0.7]),
+        "noise": rng.choice([0.0, 0.02, 0.05, 0.05, 0.1]),
+    }
+
+
+def tri_body(rng: random.Random, split: str) -> dict:
+    return {
+        "phase_type": rng.choice(samples.PHASES),
+        "system_size": rng.choice([8, 10]),
+        "depth": rng.choice([4, 8]),
+        "bias": rng.choice([0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]),
+        "seed": experiment_seed(rng, split),
+    }
+
+
+def drift_body(rng: random.Random, split: str) -> dict:
+    return {
+        "phase_type": rng.choice(samples.PHASES),
+        "system_size": rng.choice([8, 10]),
+        "base_depth": rng.choice([2, 4, 8]),
+        "depth_factors": [1, 2, 4, 8],
+        "noise": rng.choice([0.0, 0.0, 0.05, 0.1]),
+        "seed": experiment_seed(rng, split),
+    }
+
+
+def discovery_body(rng: random.Random, index: int) -> dict:
+    phases = rng.sample(samples.PHASES, rng.choice([2, 3, 4, 4]))
+    phases.sort(key=samples.PHASES.index)
+    return {
+        "phases": phases,
+        "num_per_phase": rng.choice([4, 6, 8]),
+        # Sometimes fewer clusters than phases, so that some must mix.
+        "k": rng.choice([None, None, len(phases) - 1]) if len(phases) > 2 else None,
+        "iterations": 25,
+        "system_size": 8,
+        "depth": rng.choice([2, 4, 8]),
+        "noise": rng.choice([0.02, 0.05, 0.1, 0.3, 0.5]),
+        "seed": DISCOVERY_SEED_BASE + 1000 * index,
+    }
+
+
+@dataclass(frozen=True)
+class Counts:
+    phase: int = 40  # per phase
+    tri: int = 60
+    discovery: int = 15
+    drift: int = 40
+
+
+def plan_campaign(counts: Counts, seed: int, eval_fraction: float) -> list[Job]:
+    """Every request of the campaign, in a fixed order drawn from `seed`."""
+    rng = random.Random(seed)
+    jobs: list[Job] = []
+    for split in ("train", "eval"):
+        scale = 1.0 if split == "train" else eval_fraction
+        n_phase = counts.phase if split == "train" else math.ceil(scale * counts.phase)
+        # Held-out TRI and drift runs are doubled: each checkable question needs one run (drift) or a pair (TRI).
+        n_tri = counts.tri if split == "train" else math.ceil(2 * scale * counts.tri)
+        n_drift = counts.drift if split == "train" else math.ceil(2 * scale * counts.drift)
+        for phase in samples.PHASES:
+            for i in range(n_phase):
+                jobs.append(Job(f"{split}/phase/{phase}/{i}", split, "phase", phase_body(rng, phase, split)))
+        jobs += [Job(f"{split}/tri/{i}", split, "tri", tri_body(rng, split)) for i in range(n_tri)]
+        jobs += [Job(f"{split}/drift/{i}", split, "drift", drift_body(rng, split)) for i in range(n_drift)]
+        if split == "train":  # discovery mixes many seeds; it only feeds training
+            jobs += [Job(f"train/discovery/{i}", split, "discovery", discovery_body(rng, i)) for i in range(counts.discovery)]
+    return jobs
+
+
+def campaign_id(jobs: list[Job]) -> str:
+    text = json.dumps([(j.key, j.body) for j in jobs], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Journal:
+    """Append-only record of finished requests beside the output, so --resume can skip them after a crash."""
+
+    def __init__(self, path: Path, campaign: str, resume: bool):
+        self.path = path
+        self.done: dict[str, dict] = {}
+        self._lock = threading.Lock()
+        if resume and path.exists():
+            self._load(campaign)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"campaign": campaign}) + "\n")
+        self._file = path.open("a")
+
+    def _load(self, campaign: str) -> None:
+        lines = self.path.read_text().splitlines()
+        header = json.loads(lines[0]) if lines else {}
+        if header.get("campaign") != campaign:
+            raise BenLabError(
+                f"{self.path} belongs to a different campaign (other --seed, counts or --eval-fraction); "
+                "run again without --resume to start over"
+            )
+        for line in lines[1:]:
+            try:
+                record = json.loads(line)
+            except ValueError:  # the line being written when the run was killed
+                continue
+            self.done[record["key"]] = record["response"]
+
+    def add(self, key: str, response: dict) -> None:
+        with self._lock:
+            self._file.write(json.dumps({"key": key, "response": response}) + "\n")
+            self._file.flush()
+            self.done[key] = response
+
+    def close(self, remove: bool) -> None:
+        self._file.close()
+        if remove:
+            self.path.unlink(missing_ok=True)
+
+
+def run_jobs(client: LabClient, jobs: list[Job], journal: Journal, workers: int) -> dict[str, dict]:
+    """Fetch every job's response (skipping those in the journal), one progress bar per category."""
+    for category in CATEGORIES:
+        todo = [j for j in jobs if j.category == category and j.key not in journal.done]
+        total = sum(j.category == category for j in jobs)
+        if not total:
+            continue
+        with tqdm(total=total, initial=total - len(todo), desc=f"{category:9s}", unit="exp") as bar:
+            def fetch(job: Job) -> None:
+                journal.add(job.key, client.post(PATHS[job.category], job.body))
+                bar.update()
+
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for _ in pool.map(fetch, todo):
+                    pass
+    return journal.done
+
+
+def job_rng(seed: int, key: str) -> random.Random:
+    return random.Random(f"{seed}:{key}")
+
+
+def build_samples(jobs: list[Job], responses: dict[str, dict], seed: int) -> tuple[list[dict], list[dict], int]:
+    """(training samples, held-out samples, experiments skipped because their fingerprint was ambiguous)."""
+    train: list[dict] = []
+    held_out: list[dict] = []
+    skipped = 0
+    tri_runs: dict[str, list[dict]] = {"train": [], "eval": []}
+    for job in jobs:
+        response, rng = responses[job.key], job_rng(seed, job.key)
+        out = train if job.split == "train" else held_out
+        if job.category == "phase":
+            values = samples.measurements(response)
+            if not samples.has_physics(values):
+                if job.split == "train":
+                    out.append(samples.phase_explanation(response, rng))
+                continue
+            if samples.fingerprint_phase(values) != response["phase_type"]:
+                skipped += 1
+                continue
+            if job.split == "train":
+                out.append(samples.phase_explanation(response, rng))
+                out.append(samples.entanglement_answer(response, rng))
+            out.append(samples.phase_identification(response, rng))
+        elif job.category == "tri":
+            if job.split == "train":
+                out.append(samples.tri_explanation(response, rng))
+            if response.get("feature_names"):  # comparisons reason with the new lab's physics
+                tri_runs[job.split].append(response)
+        elif job.category == "drift":
+            params = {**job.body, "noise": job.body.get("noise", 0.05)}
+            if job.split == "train":
+                out.append(samples.drift_explanation(response, params, rng))
+            if response.get("feature_names"):
+                out.append(samples.drift_classification(response, params, rng))
+        elif job.category == "discovery":
+            out.append(samples.discovery_explanation(response, job.body, rng))
+    for split, runs in tri_runs.items():
+        out = train if split == "train" else held_out
+        for i, a in enumerate(runs):
+            b = runs[(i + 1) % len(runs)]
+            if a is not b and samples.comparable(a, b):
+                out.append(samples.tri_comparison(a, b, job_rng(seed, f"{split}/pair/{i}")))
+    return train, held_out, skipped
+
+
+def distinct(rows: list[dict]) -> list[dict]:
+    seen: set[str] = set()
+    unique = []
+    for row in rows:
+        if row["output"] not in seen:
+            seen.add(row["output"])
+            unique.append(row)
+    return unique
+
+
+def approx_tokens(sample: dict) -> int:
+    """Words and punctuation marks: a tokenizer-free estimate (BPE tokenizers give about 1.3x this)."""
+    return sum(len(re.findall(r"\w+|[^\w\s]", m["content"])) for m in sample["messages"])
+
+
+def summarize(train: list[dict], held_out: list[dict], skipped: int, wall: float, out: Path, eval_out: Path) -> str:
+    lines = []
+    for name, rows, path in (("training", train, out), ("held-out", held_out, eval_out)):
+        kinds: dict[str, int] = {}
+        for row in rows:
+            kinds[row["meta"]["kind"]] = kinds.get(row["meta"]["kind"], 0) + 1
+        lines.append(f"{name}: {len(rows)} samples -> {path}")
+        lines += [f"  {kind:22s} {n}" for kind, n in sorted(kinds.items())]
+        if rows:
+            tokens = [approx_tokens(r) for r in rows]
+            lines.append(f"  length (~tokens): min {min(tokens)}, median {statistics.median(tokens):.0f}, "
+                         f"max {max(tokens)}, total {sum(tokens)}")
+    if skipped:
+        lines.append(f"skipped {skipped} experiments whose features did not show their phase's fingerprint")
+    lines.append(f"wall time {wall:.1f} s")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="generate_lab_training_data.py",
+        description="Run experiments on the Jarvis Lab API and turn them into grounded instruction/answer pairs "
+        "(training file) and checkable held-out questions (evaluation file).",
+    )
+    parser.add_argument("--api-url", default=os.environ.get("JARVIS_LAB_URL", DEFAULT_URL),
+                        help="lab URL (env JARVIS_LAB_URL; default %(default)s)")
+    parser.add_argument("--start-lab", action="store_true",
+                        help="if the lab is not reachable, start a local one on a free port and stop it at the end")
+    parser.add_argument("--out", type=Path, default=Path("data/lab_instructions.jsonl"), help="training file (default %(default)s)")
+    parser.add_argument("--eval-out", type=Path, default=Path("data/lab_eval.jsonl"), help="held-out file (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="campaign seed (default %(default)s)")
+    parser.add_argument("--phase-experiments", type=int, default=Counts.phase, help="experiments per phase, 4 phases (default %(default)s)")
+    parser.add_argument("--tri-tests", type=int, default=Counts.tri, help="TRI tests (default %(default)s)")
+    parser.add_argument("--discovery-runs", type=int, default=Counts.discovery, help="discovery runs (default %(default)s)")
+    parser.add_argument("--drift-runs", type=int, default=Counts.drift, help="replay-drift runs (default %(default)s)")
+    parser.add_argument("--eval-fraction", type=float, default=0.25,
+                        help="held-out experiments as a fraction of the training counts (default %(default)s)")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel requests (default %(default)s)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run without repeating finished requests")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default %(default)s)")
+    args = parser.parse_args(argv)
+    for name in ("phase_experiments", "tri_tests", "discovery_runs", "drift_runs"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
+    if not 0.0 <= args.eval_fraction < 1.0:
+        parser.error(f"--eval-fraction must be in [0, 1), got {args.eval_fraction}")
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    counts = Counts(args.phase_experiments, args.tri_tests, args.discovery_runs, args.drift_runs)
+    jobs = plan_campaign(counts, args.seed, args.eval_fraction)
+    with ExitStack() as stack:
+        client = LabClient(args.api_url, timeout=args.timeout)
+        if not client.is_up():
+            if not args.start_lab:
+                raise BenLabError(
+                    f"the lab API at {args.api_url} is not reachable; start it with `python jarvis_api.py` "
+                    "(or set --api-url / JARVIS_LAB_URL), or pass --start-lab to start one for this run"
+                )
+            print(f"lab not reachable at {args.api_url}; starting a local lab ...", flush=True)
+            lab = stack.enter_context(LocalLab())
+            print(f"local lab running at {lab.url}", flush=True)
+            client = LabClient(lab.url, timeout=args.timeout)
+        print(f"running {len(jobs)} lab requests with {args.workers} workers", flush=True)
+        journal = Journal(args.out.with_name(f".{args.out.name}.journal"), campaign_id(jobs), args.resume)
+        try:
+            responses = run_jobs(client, jobs, journal, args.workers)
+        finally:
+            journal.close(remove=False)
+    train, held_out, skipped = build_samples(jobs, responses, args.seed)
+    train, held_out = distinct(train), distinct(held_out)
+    if not train:
+        raise BenLabError("the campaign produced no training samples; raise the experiment counts")
+    atomic_write(args.out, "".join(samples.to_json_line(s) + "\n" for s in train))
+    atomic_write(args.eval_out, "".join(samples.to_json_line(s) + "\n" for s in held_out))
+    journal.close(remove=True)
+    print(summarize(train, held_out, skipped, time.perf_counter() - started, args.out, args.eval_out))
+    return 0

@@ -1,0 +1,57 @@
+"""A small HTTP client for the Jarvis Lab API: timeouts, retries with backoff, one clear error when it gives up."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import requests
+
+from benlab.common import BenLabError
+
+
+class LabClient:
+    """POSTs JSON to the lab. Connection errors, timeouts and 5xx are retried with exponential backoff; a 4xx is
+    the caller's mistake and is reported at once. Safe to share between threads (one session per thread)."""
+
+    def __init__(self, url: str, timeout: float = 60.0, retries: int = 4, backoff: float = 0.25):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+        return self._local.session
+
+    def is_up(self) -> bool:
+        try:
+            return self._session().get(f"{self.url}/health", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def post(self, path: str, body: dict) -> dict:
+        problem = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                response = self._session().post(f"{self.url}{path}", json=body, timeout=self.timeout)
+            except requests.RequestException as error:
+                problem = type(error).__name__
+                continue
+            if response.status_code >= 500:
+                problem = f"HTTP {response.status_code}"
+                continue
+            if response.status_code >= 400:
+                raise BenLabError(f"the lab refused POST {path} {body}: HTTP {response.status_code} {response.text[:300]}")
+            try:
+                return response.json()
+            except ValueError:
+                problem = "a response that is not JSON"
+        raise BenLabError(
+            f"the lab at {self.url} did not answer POST {path} after {self.retries + 1} tries ({problem}); "
+            "check that it is running (python jarvis_api.py) or pass --start-lab"
+        )

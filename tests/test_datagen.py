@@ -1,0 +1,185 @@
+"""The training-data generator against a real lab over HTTP: schema, grounding, determinism, resume, failures."""
+
+import json
+import re
+
+import pytest
+import requests
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from benlab import datagen, samples
+from benlab.common import run_main
+from benlab.lab_client import LabClient
+from tests.conftest import serve
+
+SMALL = ["--phase-experiments", "3", "--tri-tests", "6", "--discovery-runs", "2", "--drift-runs", "4", "--eval-fraction", "0.5"]
+
+
+def generate(url, out_dir, *extra):
+    argv = ["--api-url", url, "--out", str(out_dir / "train.jsonl"), "--eval-out", str(out_dir / "eval.jsonl"), *SMALL, *extra]
+    return run_main(datagen.main, argv)
+
+
+def read(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def campaign(lab_url, tmp_path_factory):
+    out = tmp_path_factory.mktemp("campaign")
+    assert generate(lab_url, out) == 0
+    return out
+
+
+def test_schema_and_chat_messages(campaign):
+    train, held_out = read(campaign / "train.jsonl"), read(campaign / "eval.jsonl")
+    assert len(train) >= 30 and held_out
+    for row in train + held_out:
+        assert set(row) == {"instruction", "input", "output", "meta", "messages"}
+        assert row["output"] and row["meta"]["kind"] and "params" in row["meta"]
+        roles = [m["role"] for m in row["messages"]]
+        assert roles == ["system", "user", "assistant"] and row["messages"][2]["content"] == row["output"]
+        assert row["instruction"] not in row["output"]  # an answer, not a restatement
+    assert len({r["output"] for r in train}) == len(train)
+    kinds = {r["meta"]["kind"] for r in train}
+    assert {"phase_explanation", "phase_identification", "tri_explanation", "drift_explanation",
+            "discovery_explanation"} <= kinds
+    assert {r["meta"]["kind"] for r in held_out} <= {"phase_identification", "tri_comparison", "drift_class"}
+    for row in held_out:
+        assert row["meta"]["answer"] in row["meta"]["choices"] and row["output"].startswith(row["meta"]["answer"])
+
+
+def test_datasets_loads_the_files(campaign):
+    datasets = pytest.importorskip("datasets")
+    loaded = datasets.load_dataset("json", data_files=str(campaign / "train.jsonl"), split="train")
+    assert loaded.num_rows == len(read(campaign / "train.jsonl"))
+
+
+def test_answers_are_grounded_in_the_lab_numbers(campaign, lab_url):
+    for row in read(campaign / "train.jsonl"):
+        for name, value in row["meta"]["values"].items():
+            assert f"{value:.3f}" in row["output"] or f"{value:.2f}" in row["output"] or f"{value:.3f}" in row["input"]
+        if row["meta"]["kind"] in ("phase_explanation", "phase_identification"):
+            lab = requests.get(f"{lab_url}/experiments/{row['meta']['experiment_id']}", timeout=30).json()
+            measured = samples.measurements(lab)
+            for name, value in row["meta"]["values"].items():
+                assert value == pytest.approx(measured[name], abs=5e-4), name
+        if "answer" in row["meta"] and row["meta"]["kind"] == "phase_identification":
+            assert row["meta"]["answer"] == row["meta"]["params"]["phase_type"]
+
+
+def test_held_out_experiments_share_no_seed_with_training(campaign):
+    def seeds(rows):
+        found = set()
+        for row in rows:
+            found |= {int(s) for s in re.findall(r"'seed': (\d+)", str(row["meta"]["params"]))}
+        return found
+
+    assert not seeds(read(campaign / "train.jsonl")) & seeds(read(campaign / "eval.jsonl"))
+
+
+def test_same_seed_same_bytes_whatever_the_workers(campaign, lab_url, tmp_path):
+    assert generate(lab_url, tmp_path, "--workers", "1") == 0
+    assert (tmp_path / "train.jsonl").read_bytes() == (campaign / "train.jsonl").read_bytes()
+    assert (tmp_path / "eval.jsonl").read_bytes() == (campaign / "eval.jsonl").read_bytes()
+
+
+def test_resume_after_a_kill_repeats_nothing(campaign, lab_url, tmp_path, monkeypatch):
+    calls = []
+    real_post = LabClient.post
+
+    def dies_after_ten(self, path, body):
+        if len(calls) == 10:
+            raise KeyboardInterrupt  # what Ctrl-C does mid-campaign
+        calls.append(path)
+        return real_post(self, path, body)
+
+    monkeypatch.setattr(LabClient, "post", dies_after_ten)
+    assert generate(lab_url, tmp_path, "--workers", "1") == 130
+    assert not (tmp_path / "train.jsonl").exists()  # nothing half-written
+    monkeypatch.setattr(LabClient, "post", lambda self, path, body: calls.append(path) or real_post(self, path, body))
+    assert generate(lab_url, tmp_path, "--workers", "1", "--resume") == 0
+    total = len(datagen.plan_campaign(datagen.Counts(3, 6, 2, 4), 0, 0.5))
+    assert len(calls) == total  # the first ten were not asked again
+    assert (tmp_path / "train.jsonl").read_bytes() == (campaign / "train.jsonl").read_bytes()
+    assert not list(tmp_path.glob(".*journal"))
+
+
+def test_resume_refuses_another_campaign(lab_url, tmp_path):
+    journal = tmp_path / ".train.jsonl.journal"
+    journal.write_text(json.dumps({"campaign": "something-else"}) + "\n")
+    assert generate(lab_url, tmp_path, "--resume") == 2
+
+
+def test_flaky_lab_is_retried(lab_url, tmp_path, campaign):
+    flaky = FastAPI()
+    count = {"n": 0}
+
+    @flaky.get("/health")
+    def health():
+        return {"status": "healthy"}
+
+    @flaky.post("/{path:path}")
+    async def forward(path: str, request: Request):
+        count["n"] += 1
+        if count["n"] % 3 == 0:
+            return JSONResponse({"detail": "lab overloaded"}, status_code=503)
+        body = await request.json()
+        return requests.post(f"{lab_url}/{path}", json=body, timeout=60).json()
+
+    with serve(flaky) as url:
+        assert generate(url, tmp_path) == 0
+    assert (tmp_path / "train.jsonl").read_bytes() == (campaign / "train.jsonl").read_bytes()
+
+
+def test_lab_down_is_one_clear_line(tmp_path, capsys):
+    assert generate("http://127.0.0.1:9", tmp_path) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "python jarvis_api.py" in err[0] and "--start-lab" in err[0]
+
+
+@pytest.mark.parametrize("flag, value", [("--eval-fraction", "1.5"), ("--workers", "0"), ("--tri-tests", "-1")])
+def test_bad_flags_exit_2(tmp_path, flag, value):
+    with pytest.raises(SystemExit) as exit_info:
+        generate("http://127.0.0.1:9", tmp_path, flag, value)
+    assert exit_info.value.code == 2
+
+
+def test_original_jarvis_lab_api_still_works(tmp_path):
+    """The original lab: 16 unnamed features, the old summary keys, no feature_names, no physics fields."""
+    legacy = FastAPI()
+
+    @legacy.get("/health")
+    def health():
+        return {"status": "healthy", "lab": "operational"}
+
+    @legacy.post("/run_phase_experiment")
+    def phase(body: dict):
+        return {"experiment_id": f"old-{body['seed']}", "phase_type": body["phase_type"],
+                "feature_vector": [0.1 * i for i in range(16)],
+                "summary": {"magnetization": 0.2, "entropy_proxy": 0.5, "correlation_length": 3.0,
+                            "string_order": 0.85, "randomness_score": 0.4}, "params": body}
+
+    @legacy.post("/tri")
+    def tri(body: dict):
+        return {"forward_id": "f", "reverse_id": "r", "TRI": 0.5 + body["bias"], "params": body}
+
+    @legacy.post("/discovery")
+    def discovery(body: dict):
+        return {"cluster_label_stats": [{p: 5} for p in body["phases"]], "num_samples": 5 * len(body["phases"]),
+                "num_clusters": len(body["phases"])}
+
+    @legacy.post("/replay_drift")
+    def drift(body: dict):
+        runs = [{"depth": body["base_depth"] * f, "id": f"d{f}", "features": [0.0] * 16, "drift": 0.1 * (f - 1)}
+                for f in body["depth_factors"]]
+        return {"phase_type": body["phase_type"], "base_depth": body["base_depth"], "runs": runs}
+
+    with serve(legacy) as url:
+        assert generate(url, tmp_path) == 0
+    train = read(tmp_path / "train.jsonl")
+    kinds = {r["meta"]["kind"] for r in train}
+    assert {"phase_explanation", "tri_explanation", "discovery_explanation", "drift_explanation"} <= kinds
+    assert "phase_identification" not in kinds  # no physical features to identify a phase from
+    assert all("0.850" in r["output"] for r in train if r["meta"]["kind"] == "phase_explanation")
