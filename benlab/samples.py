@@ -148,10 +148,7 @@ def noise_note(params: dict, phase: str) -> str:
         return ""
     if params.get("noise", 0.0) == 0.0:
         return " With noise 0 the state is exactly the ideal state."
-    return (
-        f" Order parameters sit a little below their ideal value of 1 because {params['depth']} layers of coherent "
-        f"errors (noise {params['noise']:g} rad) have accumulated; single-qubit errors leave the entanglement unchanged."
-    )
+    return f" {params['depth']} layers of coherent errors (noise {params['noise']:g} rad) keep the order just below its ideal value."
 
 
 EXPLAIN_PHASE = (
@@ -185,10 +182,7 @@ def phase_explanation(response: dict, rng: random.Random) -> dict:
                   seed=params["seed"], experiment_id=response["experiment_id"])
     instruction = rng.choice(EXPLAIN_PHASE).format(**fields)
     if has_physics(v):
-        output = (
-            f"This is the {PHASE_NAMES[phase]}: {evidence(phase, v, q)}.{noise_note(params, phase)}"
-            f" (experiment {response['experiment_id']})"
-        )
+        output = f"This is the {PHASE_NAMES[phase]}: {evidence(phase, v, q)}.{noise_note(params, phase)}"
     else:  # the original lab: quote what it returned, claim nothing beyond it
         quoted = ", ".join(f"{k} {q(k, val)}" for k, val in sorted(v.items()))
         output = f"The lab ran {run_label(params)} and reported {quoted} (experiment {response['experiment_id']})."

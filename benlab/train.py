@@ -1,0 +1,453 @@
+"""LoRA fine-tuning of a causal LM on the lab's chat samples (finetune_ben_lab.py).
+
+Reads top to bottom like a torchtune recipe: settings, base model and tokenizer, data, LoRA, train, save. What
+keeps it fast on a laptop CPU:
+- prompts are rendered with the base tokenizer's own chat template, so training sees the format Ollama and
+  llama.cpp apply at inference; the loss covers the assistant's tokens only;
+- batches are grouped by length and padded only to their longest sample (no fixed 1024-token padding);
+- logits (a 49k-49k x 576 matmul per token for SmolLM2, 128k for Llama 3) are computed only from the first
+  position that has a label, not for the prompt.
+Runs unchanged under `accelerate launch` (Trainer handles the processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from benlab.common import BenLabError, atomic_write
+from benlab.models import BaseModel, ensure_chat_template, load_model, load_tokenizer, resolve
+from benlab.prompts import SYSTEM_PROMPT
+
+MAX_EVAL_SAMPLES = 48  # held-out loss during training; evaluate_ben_lab.py scores the whole held-out file
+DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class TrainConfig:
+    """One field per command-line flag; the resolved values are saved in metrics.json."""
+
+    data: list[str] = field(default_factory=lambda: ["data/lab_instructions.jsonl"])
+    eval_data: str | None = None
+    base_model: str | None = None
+    output_dir: str = "ben-lab-lora"
+    epochs: float = 1.0
+    max_steps: int = -1
+    # Two samples per step, four steps per update: an effective batch of 8 in under 3 GB on a laptop CPU.
+    batch_size: int = 2
+    grad_accum: int = 4
+    lr: float = 1e-3
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0  # dropout would copy every adapted layer's input: memory and time for little gain
+    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
+    max_seq_len: int = 512
+    seed: int = 0
+    resume: bool = False
+    gradient_checkpointing: bool = False
+    precision: str = "auto"
+    save_steps: int = 50
+
+
+# ---------------------------------------------------------------- data
+
+
+def read_chats(path: str) -> list[list[dict]]:
+    """Chat message lists from a JSONL file of samples (`messages`, or `instruction`/`input`/`output`)."""
+    file = Path(path)
+    if not file.is_file():
+        raise BenLabError(f"data file {path} not found; create it with generate_lab_training_data.py --start-lab")
+    chats = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise BenLabError(f"{path} line {number}: not valid JSON ({error.msg}); fix or regenerate the file") from None
+        chats.append(row_to_chat(row, f"{path} line {number}"))
+    if not chats:
+        raise BenLabError(f"data file {path} is empty; regenerate it with generate_lab_training_data.py")
+    return chats
+
+
+def row_to_chat(row: dict, where: str) -> list[dict]:
+    if not isinstance(row, dict):
+        raise BenLabError(f"{where}: expected a JSON object with 'messages' or 'instruction' and 'output'")
+    if "messages" in row:
+        messages = row["messages"]
+        ok = isinstance(messages, list) and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in messages)
+        if not ok or not messages or messages[-1]["role"] != "assistant":
+            raise BenLabError(f"{where}: 'messages' must be a list of {{role, content}} ending with the assistant's answer")
+        return messages
+    missing = [k for k in ("instruction", "output") if not isinstance(row.get(k), str) or not row.get(k)]
+    if missing:
+        raise BenLabError(f"{where}: missing field(s) {', '.join(missing)} (and no 'messages')")
+    user = row["instruction"] if not row.get("input") else f"{row['instruction']}\n\n{row['input']}"
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user},
+            {"role": "assistant", "content": row["output"]}]
+
+
+def encode(chat: list[dict], tokenizer, max_seq_len: int) -> dict | None:
+    """Token ids of the whole chat and labels that are -100 except on the final assistant answer. The prompt is
+    the chat template applied to the earlier turns with the generation prompt, exactly what inference sees."""
+    prompt = tokenizer.apply_chat_template(chat[:-1], tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(chat, tokenize=False)
+    if not full.startswith(prompt):
+        raise BenLabError("the chat template renders the prompt differently inside the full chat; use another base model")
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+    ids = (prompt_ids + answer_ids)[:max_seq_len]
+    labels = ([-100] * len(prompt_ids) + answer_ids)[:max_seq_len]
+    if all(label == -100 for label in labels):
+        return None  # the answer was cut off entirely: nothing to learn from this sample
+    return {"input_ids": ids, "labels": labels, "length": len(ids)}
+
+
+def build_dataset(chats: list[list[dict]], tokenizer, max_seq_len: int):
+    from datasets import Dataset
+
+    rows = [r for r in (encode(c, tokenizer, max_seq_len) for c in chats) if r is not None]
+    if not rows:
+        raise BenLabError(f"no sample fits in --max-seq-len {max_seq_len} tokens; raise it")
+    return Dataset.from_list(rows), len(chats) - len(rows)
+
+
+def pad_batch(features: list[dict], pad_id: int) -> dict:
+    """Pad to the longest sample of this batch only; padding gets label -100 and attention 0."""
+    import torch
+
+    width = max(len(f["input_ids"]) for f in features)
+    ids = torch.full((len(features), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(features), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(features), width), dtype=torch.long)
+    for i, f in enumerate(features):
+        n = len(f["input_ids"])
+        ids[i, :n] = torch.tensor(f["input_ids"])
+        labels[i, :n] = torch.tensor(f["labels"])
+        mask[i, :n] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+# ---------------------------------------------------------------- training
+
+
+def answer_only_loss(model, inputs: dict, num_items_in_batch=None):
+    """Cross-entropy on the answer tokens, with logits computed only from the first position that predicts one
+    (`logits_to_keep`), which skips the lm_head for most of the prompt. Inputs must be right-padded."""
+    import torch.nn.functional as F
+
+    labels = inputs["labels"]
+    has_label = (labels[:, 1:] != -100).any(dim=0).nonzero()
+    start = int(has_label[0]) if len(has_label) else labels.shape[1] - 2
+    keep = labels.shape[1] - start
+    # Batches are right-padded, so under causal attention no real token ever sees a pad: the mask can be left out,
+    # which keeps attention on the fast causal path (pad positions compute garbage that no label looks at).
+    logits = model(input_ids=inputs["input_ids"], logits_to_keep=keep).logits
+    targets = labels[:, start + 1 :]
+    loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                           ignore_index=-100, reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else (targets != -100).sum()
+    return loss / count
+
+
+def make_trainer_class():
+    from transformers import Trainer
+
+    class AnswerOnlyTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = answer_only_loss(model, inputs, num_items_in_batch)
+            return (loss, {}) if return_outputs else loss
+
+    return AnswerOnlyTrainer
+
+
+def precision_settings(choice: str) -> tuple[str, dict]:
+    """(name, TrainingArguments flags): bf16 where the GPU supports it, fp16 on older GPUs, fp32 on CPU."""
+    import torch
+
+    if choice == "auto":
+        if not torch.cuda.is_available():
+            choice = "fp32"
+        else:
+            choice = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if choice == "fp16" and not torch.cuda.is_available():
+        raise BenLabError("--precision fp16 needs a CUDA GPU; use fp32 (or bf16) on CPU")
+    return choice, {"bf16": choice == "bf16", "fp16": choice == "fp16"}
+
+
+class GracefulStop:
+    """First Ctrl-C: finish the current step, save a checkpoint, stop. Second Ctrl-C: stop at once."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGINT, self.handle)
+        return self
+
+    def handle(self, *_):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: saving a checkpoint after this step (press Ctrl-C again to stop without saving)",
+              file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self.previous)
+
+
+def make_callbacks(stop: GracefulStop):
+    from transformers import TrainerCallback
+
+    class StopOnRequest(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if stop.requested:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    return [StopOnRequest()]
+
+
+def peak_memory_mb() -> dict:
+    import torch
+
+    usage = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if torch.cuda.is_available():
+        usage["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return usage
+
+
+def plot_losses(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train), label="training loss")
+    if evals:
+        ax.plot(*zip(*evals), "o-", label="held-out loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy on answer tokens")
+    ax.set_title("ben-lab LoRA fine-tuning")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def train(config: TrainConfig) -> dict:
+    import torch
+    from accelerate import PartialState
+    from peft import LoraConfig, get_peft_model
+    from transformers import TrainingArguments, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    state = PartialState()
+    say = print if state.is_main_process else (lambda *a, **k: None)
+    started = time.perf_counter()
+    set_seed(config.seed)
+    output = Path(config.output_dir)
+    checkpoints = output / "checkpoints"
+    resume_from = None
+    if config.resume:
+        resume_from = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+        if resume_from is None:
+            raise BenLabError(f"--resume: no checkpoint in {checkpoints}; run without --resume to start training")
+
+    # Data first: a bad file fails in a second, before the model loads.
+    chats = [chat for path in config.data for chat in read_chats(path)]
+    eval_chats = read_chats(config.eval_data) if config.eval_data else []
+
+    base: BaseModel = resolve(config.base_model)
+    say(f"[model] {base.name} ({base.source}): {base.reason}")
+    precision, precision_flags = precision_settings(config.precision)
+    say(f"[model] loading in {precision} on {'CUDA' if torch.cuda.is_available() else 'CPU'} (a 135M model takes ~15-30 s on CPU)")
+    load_started = time.perf_counter()
+    tokenizer = load_tokenizer(base)
+    model = load_model(base, torch.float32 if precision == "fp32" else getattr(torch, {"bf16": "bfloat16", "fp16": "float16"}[precision]))
+    template_source = ensure_chat_template(tokenizer, model.config.model_type)
+    say(f"[model] loaded in {time.perf_counter() - load_started:.1f} s; chat template: {template_source}")
+
+    train_set, dropped = build_dataset(chats, tokenizer, config.max_seq_len)
+    eval_set = build_dataset(eval_chats[:MAX_EVAL_SAMPLES], tokenizer, config.max_seq_len)[0] if eval_chats else None
+    answer_tokens = sum(sum(1 for label in labels if label != -100) for labels in train_set["labels"])
+    say(f"[data] {len(train_set)} training samples ({sum(train_set['length'])} tokens, {answer_tokens} answer tokens)"
+        + (f", {dropped} dropped: longer than --max-seq-len" if dropped else "")
+        + (f"; {len(eval_set)} held-out" if eval_set is not None else ""))
+
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=config.target_modules, task_type="CAUSAL_LM", bias="none")
+    try:
+        model = get_peft_model(model, lora)
+    except ValueError as error:
+        raise BenLabError(f"--target-modules {','.join(config.target_modules)}: {error}") from None
+    trainable, total = model.get_nb_trainable_parameters()
+    say(f"[lora] r={config.lora_r} alpha={config.lora_alpha} on {','.join(config.target_modules)}: "
+        f"{trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+
+    steps_per_epoch = math.ceil(len(train_set) / (config.batch_size * config.grad_accum * state.num_processes))
+    total_steps = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.epochs)
+    args = TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=max(1, total_steps // 20),
+        weight_decay=0.0,
+        logging_steps=1,
+        eval_strategy="no",  # one held-out evaluation at the end: on a CPU each pass costs as much as ~5 steps
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        train_sampling_strategy="group_by_length",
+        length_column_name="length",
+        remove_unused_columns=False,
+        report_to="none",
+        seed=config.seed,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=not state.is_main_process,
+        **precision_flags,
+    )
+    trainer = make_trainer_class()(
+        model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
+        data_collator=lambda features: pad_batch(features, tokenizer.pad_token_id),
+    )
+    say(f"[train] {total_steps} steps ({config.epochs:g} epochs of {steps_per_epoch} steps) on "
+        f"{state.num_processes} process(es); Ctrl-C saves a checkpoint, --resume continues")
+    with GracefulStop() as stop:
+        for callback in make_callbacks(stop):
+            trainer.add_callback(callback)
+        train_started = time.perf_counter()
+        result = trainer.train(resume_from_checkpoint=resume_from)
+        train_seconds = time.perf_counter() - train_started
+    if stop.requested:
+        raise KeyboardInterrupt(f"checkpoint saved in {get_last_checkpoint(str(checkpoints))}; continue with --resume")
+
+    eval_loss = trainer.evaluate()["eval_loss"] if eval_set is not None else None
+    steps_done = trainer.state.global_step - (int(Path(resume_from).name.split("-")[-1]) if resume_from else 0)
+    batches_seen = steps_done * config.batch_size * config.grad_accum * state.num_processes
+    epochs_seen = batches_seen / max(len(train_set), 1)
+    useful_tokens = sum(train_set["length"]) * epochs_seen
+    metrics = {
+        "base_model": base.as_dict(),
+        "chat_template_source": template_source,
+        "precision": precision,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "processes": state.num_processes,
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "train_samples": len(train_set),
+        "eval_samples": len(eval_set) if eval_set is not None else 0,
+        "steps": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "eval_loss": eval_loss,
+        "train_seconds": round(train_seconds, 2),
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "tokens_per_second": round(useful_tokens / train_seconds, 1) if train_seconds else None,
+        **peak_memory_mb(),
+        "loss_history": [h for h in trainer.state.log_history if "loss" in h or "eval_loss" in h],
+        "config": asdict(config),
+    }
+    if state.is_main_process:
+        save_outputs(trainer, tokenizer, output, metrics)
+    state.wait_for_everyone()
+    return metrics
+
+
+def save_outputs(trainer, tokenizer, output: Path, metrics: dict) -> None:
+    """Adapter, tokenizer (with its chat template), metrics.json and the loss curve: staged, then moved into place
+    so an earlier adapter is replaced only by a complete new one."""
+    staging = output / ".staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    trainer.model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    plot_losses(metrics["loss_history"], staging / "loss_curve.png")
+    atomic_write(staging / "metrics.json", json.dumps(metrics, indent=2, default=str))
+    for item in staging.iterdir():
+        os.replace(item, output / item.name)
+    staging.rmdir()
+
+
+def parse_args(argv: list[str] | None) -> TrainConfig:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(
+        prog="finetune_ben_lab.py",
+        description="LoRA fine-tuning of a causal LM on the lab's instruction data. Writes a PEFT adapter, the "
+        "tokenizer and chat template, metrics.json and loss_curve.png to --output-dir.",
+    )
+    parser.add_argument("--data", nargs="+", default=defaults.data, help="training JSONL file(s) (default %(default)s)")
+    parser.add_argument("--eval-data", default=None, help="held-out JSONL for eval loss (default: data/lab_eval.jsonl if it exists)")
+    parser.add_argument("--base-model", default=None,
+                        help="hub id, local directory, .gguf file, or 'smollm2'/'gemma3-270m' (default: "
+                        "meta-llama/Llama-3.2-1B-Instruct on a CUDA GPU when available, else the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--output-dir", default=defaults.output_dir, help="where the adapter goes (default %(default)s)")
+    parser.add_argument("--epochs", type=float, default=defaults.epochs, help="passes over the data (default %(default)s)")
+    parser.add_argument("--max-steps", type=int, default=defaults.max_steps, help="stop after this many steps (overrides --epochs)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="samples per step per device (default %(default)s)")
+    parser.add_argument("--grad-accum", type=int, default=defaults.grad_accum, help="gradient accumulation steps (default %(default)s)")
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate, cosine schedule (default %(default)s)")
+    parser.add_argument("--lora-r", type=int, default=defaults.lora_r, help="LoRA rank (default %(default)s)")
+    parser.add_argument("--lora-alpha", type=int, default=defaults.lora_alpha, help="LoRA alpha (default %(default)s)")
+    parser.add_argument("--lora-dropout", type=float, default=defaults.lora_dropout, help="LoRA dropout (default %(default)s)")
+    parser.add_argument("--target-modules", default=",".join(defaults.target_modules), help="comma-separated module names (default %(default)s)")
+    parser.add_argument("--max-seq-len", type=int, default=defaults.max_seq_len, help="longest sample in tokens (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUTPUT_DIR/checkpoints")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory (big models)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                        help="auto: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU")
+    parser.add_argument("--save-steps", type=int, default=defaults.save_steps, help="checkpoint every N steps (default %(default)s)")
+    args = parser.parse_args(argv)
+    for name in ("batch_size", "grad_accum", "lora_r", "lora_alpha", "max_seq_len", "save_steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.epochs <= 0 and args.max_steps <= 0:
+        parser.error("--epochs must be positive (or give --max-steps)")
+    if not 0 <= args.lora_dropout < 1:
+        parser.error(f"--lora-dropout must be in [0, 1), got {args.lora_dropout}")
+    if args.lr <= 0:
+        parser.error(f"--lr must be positive, got {args.lr}")
+    eval_data = args.eval_data
+    if eval_data is None and Path("data/lab_eval.jsonl").is_file():
+        eval_data = "data/lab_eval.jsonl"
+    return TrainConfig(
+        data=args.data, eval_data=eval_data, base_model=args.base_model, output_dir=args.output_dir, epochs=args.epochs,
+        max_steps=args.max_steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
+        lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+        target_modules=[m.strip() for m in args.target_modules.split(",") if m.strip()], max_seq_len=args.max_seq_len,
+        seed=args.seed, resume=args.resume, gradient_checkpointing=args.gradient_checkpointing,
+        precision=args.precision, save_steps=args.save_steps,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    metrics = train(config)
+    print(f"[done] adapter in {config.output_dir}/ after {metrics['wall_seconds']:.0f} s: train loss "
+          f"{metrics['train_loss']:.3f}" + (f", held-out loss {metrics['eval_loss']:.3f}" if metrics["eval_loss"] else "")
+          + f", {metrics['tokens_per_second']} tokens/s, peak RSS {metrics['peak_rss_mb']:.0f} MB")
+    return 0
