@@ -352,8 +352,12 @@ def train(config: TrainConfig) -> dict:
     batches_seen = steps_done * config.batch_size * config.grad_accum * state.num_processes
     epochs_seen = batches_seen / max(len(train_set), 1)
     useful_tokens = sum(train_set["length"]) * epochs_seen
+    model_config = model.get_base_model().config
     metrics = {
         "base_model": base.as_dict(),
+        # What the GGUF exporter needs to know about the base (names, rotary permutation, layer count).
+        "model_config": {key: getattr(model_config, key, None) for key in
+                         ("model_type", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "hidden_size")},
         "chat_template_source": template_source,
         "precision": precision,
         "device": "cuda" if torch.cuda.is_available() else "cpu",

@@ -1,0 +1,144 @@
+"""export_ben_lab.py: adapter -> GGUF adapter + merged GGUF + Modelfile -> Ollama model `ben-lab` (or the exact
+commands to run later), and a first answer from llama.cpp when llama-cpp-python is installed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from benlab import export, ollama
+from benlab.common import BenLabError, atomic_write
+from benlab.prompts import SYSTEM_PROMPT
+
+CHECK_QUESTION = "In one sentence: what does a string order near 1 tell you about a Jarvis lab run?"
+
+
+def trained_base(adapter_dir: Path) -> dict:
+    metrics = adapter_dir / "metrics.json"
+    if not metrics.is_file():
+        raise BenLabError(f"{adapter_dir}/metrics.json not found; train first: python finetune_ben_lab.py")
+    return json.loads(metrics.read_text())["base_model"]
+
+
+def base_gguf_for(adapter_dir: Path, out_dir: Path, override: str | None) -> Path:
+    """The GGUF of the model the adapter was trained on: given, the GGUF it was trained from, or a conversion of
+    its local Hugging Face weights (llama architecture)."""
+    if override:
+        return Path(override)
+    base = trained_base(adapter_dir)
+    if base.get("gguf_file"):
+        return Path(base["path"]) / base["gguf_file"]
+    model_dir = Path(base["path"])
+    if not model_dir.is_dir():
+        from huggingface_hub import snapshot_download
+
+        try:
+            model_dir = Path(snapshot_download(base["path"], local_files_only=True))
+        except Exception:
+            raise BenLabError(f"the base model {base['path']} is not on this machine; pass its GGUF with --base-gguf") from None
+    converted = out_dir / "ben-lab-base.gguf"
+    if not converted.exists() or converted.stat().st_mtime < (model_dir / "config.json").stat().st_mtime:
+        print(f"[gguf] converting the base model {model_dir} to {converted}", flush=True)
+        export.convert_hf_llama(model_dir, converted)
+    return converted
+
+
+def chat_template_of(adapter_dir: Path) -> str:
+    jinja = adapter_dir / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text()
+    config = adapter_dir / "tokenizer_config.json"
+    template = json.loads(config.read_text()).get("chat_template") if config.is_file() else None
+    if not template:
+        raise BenLabError(f"{adapter_dir} has no chat template; retrain with finetune_ben_lab.py")
+    return template
+
+
+def relative(path: Path, start: Path) -> str:
+    try:
+        return "./" + str(path.resolve().relative_to(start.resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def llama_cpp_answer(model_path: Path, question: str, adapter: Path | None = None) -> str | None:
+    """One chat answer from llama.cpp (llama-cpp-python), or None when it is not installed."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    llm = Llama(model_path=str(model_path), lora_path=str(adapter) if adapter else None, n_ctx=1024, verbose=False,
+                seed=0)
+    reply = llm.create_chat_completion(
+        messages=[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}],
+        temperature=0.2, top_p=0.9, max_tokens=120,
+    )
+    return reply["choices"][0]["message"]["content"].strip()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="export_ben_lab.py",
+        description="Turn the trained LoRA adapter into GGUF files (adapter and merged model), write the Modelfile "
+        "and register the model in Ollama as ben-lab; without Ollama, print the commands to run later.",
+    )
+    parser.add_argument("--adapter-dir", type=Path, default=Path("ben-lab-lora"), help="PEFT adapter (default %(default)s)")
+    parser.add_argument("--out-dir", type=Path, default=Path("."), help="where the GGUF files and Modelfile go (default: here)")
+    parser.add_argument("--base-gguf", default=None, help="GGUF of the base model (default: found from the training run)")
+    parser.add_argument("--outtype", choices=export.OUTPUT_TYPES, default="f16", help="adapter tensor type (default %(default)s)")
+    parser.add_argument("--merged-type", choices=export.MERGED_TYPES, default="f16",
+                        help="type of the merged weights (default %(default)s)")
+    parser.add_argument("--ollama-mode", choices=["auto", "adapter", "merged"], default="auto",
+                        help="auto: ADAPTER on the base where this Ollama accepts it, else the merged model")
+    parser.add_argument("--model-name", default=ollama.MODEL_NAME, help="Ollama model name (default %(default)s)")
+    parser.add_argument("--skip-ollama", action="store_true", help="write the files only; do not call ollama")
+    parser.add_argument("--skip-llama-cpp", action="store_true", help="do not load the result in llama.cpp")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out_dir = args.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    base_gguf = base_gguf_for(args.adapter_dir, out_dir, args.base_gguf)
+    adapter_gguf, merged_gguf = out_dir / "ben-lab-adapter.gguf", out_dir / "ben-lab.gguf"
+    info = export.write_adapter_gguf(args.adapter_dir, adapter_gguf, args.outtype, base_gguf)
+    print(f"[gguf] adapter: {adapter_gguf} ({info['tensors']} tensors, r={info['rank']}, alpha={info['alpha']:g}, "
+          f"{args.outtype}) in {time.perf_counter() - started:.1f} s", flush=True)
+    step = time.perf_counter()
+    template = chat_template_of(args.adapter_dir)
+    merged = export.merge_into_gguf(args.adapter_dir, base_gguf, merged_gguf, args.merged_type, template)
+    print(f"[gguf] merged model: {merged_gguf} ({merged['merged_tensors']} tensors merged, "
+          f"{merged['copied_tensors']} copied, {args.merged_type}) in {time.perf_counter() - step:.1f} s", flush=True)
+
+    found = None if args.skip_ollama else ollama.find_ollama()
+    mode = ollama.choose_mode(args.ollama_mode, found)
+    modelfile_path = out_dir / "Modelfile"
+    if mode == "adapter":
+        text = ollama.modelfile(relative(base_gguf, out_dir), template, adapter=relative(adapter_gguf, out_dir))
+    else:
+        text = ollama.modelfile(relative(merged_gguf, out_dir), template)
+    atomic_write(modelfile_path, text)
+    print(f"[ollama] Modelfile ({mode} mode): {modelfile_path}")
+    create_command = f"cd {out_dir.resolve()} && ollama create {args.model_name} -f Modelfile"
+    if found is None:
+        print("[ollama] Ollama is not installed here, so nothing was registered. Once it is (https://ollama.com), run:\n"
+              f"  {create_command}\n  ollama run {args.model_name}")
+    else:
+        version = ".".join(map(str, found.version)) if found.version else "unknown"
+        print(f"[ollama] ollama {version}: creating {args.model_name} ...", flush=True)
+        ollama.create(found, modelfile_path, args.model_name)
+        print(f"[ollama] check: {ollama.generate(found, CHECK_QUESTION, args.model_name)[:300]}")
+        print(f"[ollama] ready: ollama run {args.model_name}")
+
+    if not args.skip_llama_cpp:
+        answer = llama_cpp_answer(merged_gguf, CHECK_QUESTION)
+        if answer is None:
+            print("[llama.cpp] llama-cpp-python is not installed; skipping the local check")
+        else:
+            print(f"[llama.cpp] {CHECK_QUESTION}\n[llama.cpp] {answer}")
+    print(f"[done] export in {time.perf_counter() - started:.1f} s")
+    return 0

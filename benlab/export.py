@@ -1,0 +1,334 @@
+"""From a PEFT LoRA adapter to files llama.cpp and Ollama run, with the `gguf` package (no llama.cpp checkout):
+
+- a GGUF LoRA adapter (general.type=adapter, adapter.type=lora, adapter.lora.alpha; tensors
+  blk.N.<name>.weight.lora_a / .lora_b named through gguf's tensor-name map);
+- a merged GGUF: the base GGUF with alpha/r * B @ A added to the adapted weights, every other tensor and every
+  metadata key (tokenizer included) copied, the chat template added when the base has none.
+
+llama.cpp stores the q and k projections of llama-architecture models with their rows permuted for its rotary
+embedding (convert_hf_to_gguf's LlamaModel.permute). The adapter's lora_b, which lives in the output space, gets the
+same permutation, so B @ A lines up with the base tensors.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benlab.common import BenLabError
+
+# Hugging Face model_type -> gguf architecture (the ones llama.cpp can apply our adapters to).
+ARCHITECTURES = {"llama": "LLAMA", "gemma3": "GEMMA3", "gemma3_text": "GEMMA3"}
+OUTPUT_TYPES = ("f32", "f16", "bf16")
+MERGED_TYPES = ("f16", "q8_0")
+
+
+@dataclass
+class Adapter:
+    rank: int
+    alpha: float
+    base_model_type: str
+    n_head: int
+    n_head_kv: int
+    n_layers: int
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]]  # HF weight name -> (A (r, in), B (out, r)), float32
+
+
+def load_adapter(adapter_dir: Path) -> Adapter:
+    """Read a PEFT adapter and refuse what llama.cpp cannot apply."""
+    from safetensors.numpy import load_file
+
+    config_path = adapter_dir / "adapter_config.json"
+    weights_path = adapter_dir / "adapter_model.safetensors"
+    if not config_path.is_file() or not weights_path.is_file():
+        raise BenLabError(f"{adapter_dir} is not a PEFT adapter (needs adapter_config.json and "
+                          "adapter_model.safetensors); train one with finetune_ben_lab.py")
+    config = json.loads(config_path.read_text())
+    refusals = {
+        "use_dora": "DoRA adapters",
+        "use_rslora": "rsLoRA scaling (alpha/sqrt(r))",
+        "rank_pattern": "per-module ranks (rank_pattern)",
+        "alpha_pattern": "per-module alphas (alpha_pattern)",
+        "modules_to_save": "fully trained modules (modules_to_save)",
+    }
+    for key, what in refusals.items():
+        if config.get(key):
+            raise BenLabError(f"{adapter_dir}: llama.cpp cannot apply {what}; retrain without it")
+    tensors = load_file(str(weights_path))
+    if any("lora_embedding" in name or "embed_tokens" in name for name in tensors):
+        raise BenLabError(f"{adapter_dir}: llama.cpp cannot apply LoRA on the embeddings; retrain without embed_tokens")
+    pairs: dict[str, list] = {}
+    for name, tensor in tensors.items():
+        if ".lora_A." not in name and ".lora_B." not in name:
+            raise BenLabError(f"{adapter_dir}: unexpected tensor {name} (only LoRA A/B pairs can be converted)")
+        module = name.split(".lora_")[0].removeprefix("base_model.model.")
+        slot = 0 if ".lora_A." in name else 1
+        pairs.setdefault(f"{module}.weight", [None, None])[slot] = tensor.astype(np.float32)
+    incomplete = [m for m, (a, b) in pairs.items() if a is None or b is None]
+    if incomplete:
+        raise BenLabError(f"{adapter_dir}: LoRA A/B pair incomplete for {incomplete[0]}")
+    base = base_config(adapter_dir)
+    return Adapter(
+        rank=int(config["r"]),
+        alpha=float(config["lora_alpha"]),
+        base_model_type=base["model_type"],
+        n_head=base["num_attention_heads"],
+        n_head_kv=base.get("num_key_value_heads") or base["num_attention_heads"],
+        n_layers=base["num_hidden_layers"],
+        pairs={m: (a, b) for m, (a, b) in pairs.items()},
+    )
+
+
+def base_config(adapter_dir: Path) -> dict:
+    """The base model's architecture, saved by finetune_ben_lab.py in metrics.json (or an HF config.json)."""
+    metrics = adapter_dir / "metrics.json"
+    if metrics.is_file():
+        saved = json.loads(metrics.read_text()).get("model_config")
+        if saved:
+            return saved
+    raise BenLabError(f"{adapter_dir}/metrics.json has no model_config; retrain with this version of finetune_ben_lab.py")
+
+
+def permute_rows(weights: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp's rotary row order for q/k (convert_hf_to_gguf LlamaModel.permute), on the output axis."""
+    out = weights.shape[0]
+    return weights.reshape(n_head, 2, out // n_head // 2, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
+
+
+def gguf_pairs(adapter: Adapter) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """GGUF base tensor name -> (A, B) with B permuted where llama.cpp permuted the base."""
+    import gguf
+
+    if adapter.base_model_type not in ARCHITECTURES:
+        raise BenLabError(f"base model type {adapter.base_model_type!r} is not supported for GGUF export "
+                          f"(supported: {', '.join(sorted(ARCHITECTURES))})")
+    arch = gguf.MODEL_ARCH[ARCHITECTURES[adapter.base_model_type]]
+    names = gguf.get_tensor_name_map(arch, adapter.n_layers)
+    converted = {}
+    for hf_name, (a, b) in adapter.pairs.items():
+        name = names.get_name(hf_name, try_suffixes=(".weight",))
+        if name is None:
+            raise BenLabError(f"no GGUF name for {hf_name} in gguf's {arch.name} tensor map")
+        name = name.removesuffix(".weight")
+        if arch == gguf.MODEL_ARCH.LLAMA and hf_name.endswith("self_attn.q_proj.weight"):
+            b = permute_rows(b, adapter.n_head)
+        elif arch == gguf.MODEL_ARCH.LLAMA and hf_name.endswith("self_attn.k_proj.weight"):
+            b = permute_rows(b, adapter.n_head_kv)
+        converted[name] = (a, b)
+    return converted
+
+
+def arch_name(adapter: Adapter) -> str:
+    import gguf
+
+    return gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH[ARCHITECTURES[adapter.base_model_type]]]
+
+
+def read_base(base_gguf: Path):
+    import gguf
+
+    if not base_gguf.is_file():
+        raise BenLabError(f"base GGUF {base_gguf} not found")
+    try:
+        return gguf.GGUFReader(str(base_gguf))
+    except Exception as error:  # a truncated or foreign file: say so in one line
+        raise BenLabError(f"{base_gguf} is not a readable GGUF file ({error})") from None
+
+
+def field_value(reader, key: str):
+    field = reader.get_field(key)
+    return None if field is None else field.contents()
+
+
+def check_base(reader, adapter: Adapter, pairs: dict, base_gguf: Path) -> None:
+    """The adapter must fit the base: same architecture, same layer count, matching tensor shapes."""
+    arch = field_value(reader, "general.architecture")
+    if arch != arch_name(adapter):
+        raise BenLabError(f"{base_gguf} is a {arch} model but the adapter was trained on {arch_name(adapter)}; "
+                          "use the base the adapter was trained on")
+    blocks = field_value(reader, f"{arch}.block_count")
+    if blocks != adapter.n_layers:
+        raise BenLabError(f"{base_gguf} has {blocks} layers but the adapter has {adapter.n_layers}; wrong base model")
+    shapes = {t.name: tuple(int(x) for x in t.shape) for t in reader.tensors}  # ggml order: (in, out)
+    for name, (a, b) in pairs.items():
+        want = (a.shape[1], b.shape[0])
+        if shapes.get(f"{name}.weight") != want:
+            raise BenLabError(f"{base_gguf}: tensor {name}.weight has shape {shapes.get(f'{name}.weight')}, the "
+                              f"adapter needs {want}; wrong base model")
+
+
+def write_adapter_gguf(adapter_dir: Path, out: Path, out_type: str = "f16", base_gguf: Path | None = None) -> dict:
+    """Convert the PEFT adapter in `adapter_dir` to a GGUF LoRA adapter at `out` (written atomically)."""
+    import gguf
+
+    if out_type not in OUTPUT_TYPES:
+        raise BenLabError(f"--outtype {out_type}: use one of {', '.join(OUTPUT_TYPES)}")
+    adapter = load_adapter(adapter_dir)
+    pairs = gguf_pairs(adapter)
+    if base_gguf is not None:
+        check_base(read_base(base_gguf), adapter, pairs, base_gguf)
+    dtype = {"f32": np.float32, "f16": np.float16, "bf16": np.float32}[out_type]
+    tmp = out.with_name(f".{out.name}.tmp")
+    writer = gguf.GGUFWriter(str(tmp), arch_name(adapter))
+    writer.add_string(gguf.Keys.General.TYPE, gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, adapter.alpha)
+    for name, (a, b) in sorted(pairs.items()):
+        for suffix, tensor in ((".weight.lora_a", a), (".weight.lora_b", b)):
+            if out_type == "bf16":
+                writer.add_tensor(name + suffix, gguf.quants.quantize(tensor, gguf.GGMLQuantizationType.BF16),
+                                  raw_dtype=gguf.GGMLQuantizationType.BF16)
+            else:
+                writer.add_tensor(name + suffix, np.ascontiguousarray(tensor, dtype=dtype))
+    try:
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"tensors": 2 * len(pairs), "rank": adapter.rank, "alpha": adapter.alpha, "type": out_type}
+
+
+def merge_into_gguf(adapter_dir: Path, base_gguf: Path, out: Path, out_type: str = "f16",
+                    chat_template: str | None = None) -> dict:
+    """Write base + alpha/r * B @ A as one GGUF. Adapted tensors are dequantized, merged and stored as `out_type`;
+    every other tensor keeps its bytes and type; every metadata key is copied."""
+    import gguf
+
+    if out_type not in MERGED_TYPES:
+        raise BenLabError(f"--merged-type {out_type}: use one of {', '.join(MERGED_TYPES)}")
+    adapter = load_adapter(adapter_dir)
+    pairs = gguf_pairs(adapter)
+    reader = read_base(base_gguf)
+    check_base(reader, adapter, pairs, base_gguf)
+    arch = field_value(reader, "general.architecture")
+    tmp = out.with_name(f".{out.name}.tmp")
+    writer = gguf.GGUFWriter(str(tmp), arch)
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or key == gguf.Keys.General.ARCHITECTURE:
+            continue  # the header and architecture are written by GGUFWriter itself
+        value_type = field.types[0]
+        sub_type = field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(key, field.contents(), value_type, sub_type=sub_type)
+    if chat_template and field_value(reader, gguf.Keys.Tokenizer.CHAT_TEMPLATE) is None:
+        writer.add_string(gguf.Keys.Tokenizer.CHAT_TEMPLATE, chat_template)
+    scale = adapter.alpha / adapter.rank
+    target = gguf.GGMLQuantizationType.F16 if out_type == "f16" else gguf.GGMLQuantizationType.Q8_0
+    merged = 0
+    for tensor in reader.tensors:
+        pair = pairs.get(tensor.name.removesuffix(".weight"))
+        if pair is None:
+            writer.add_tensor(tensor.name, tensor.data, raw_shape=tensor.data.shape, raw_dtype=tensor.tensor_type)
+            continue
+        a, b = pair
+        weight = gguf.quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
+        weight = weight.reshape(b.shape[0], a.shape[1]) + scale * (b @ a)
+        data = weight.astype(np.float16) if target == gguf.GGMLQuantizationType.F16 else gguf.quants.quantize(weight, target)
+        writer.add_tensor(tensor.name, data, raw_dtype=target)
+        merged += 1
+    try:
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"merged_tensors": merged, "copied_tensors": len(reader.tensors) - merged, "type": out_type}
+
+
+def convert_hf_llama(model_dir: Path, out: Path, out_type: str = "f16") -> dict:
+    """A local Hugging Face llama-architecture model (weights, BPE tokenizer, chat template) as a base GGUF, for
+    bases that did not come as GGUF. Written the way llama.cpp's converter writes llama models."""
+    import gguf
+    from safetensors.numpy import load_file
+    from transformers import AutoTokenizer
+
+    config = json.loads((model_dir / "config.json").read_text())
+    if config.get("model_type") != "llama":
+        raise BenLabError(f"{model_dir}: only llama-architecture models can be converted here (this is "
+                          f"{config.get('model_type')}); give its GGUF file with --base-gguf instead")
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise BenLabError(f"{model_dir}: no .safetensors weights to convert")
+    weights = {}
+    for file in files:
+        weights.update(load_file(str(file)))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    n_layers, n_head = config["num_hidden_layers"], config["num_attention_heads"]
+    n_head_kv = config.get("num_key_value_heads") or n_head
+    rope = config.get("rope_parameters") or {}
+    rope_theta = rope.get("rope_theta", config.get("rope_theta", 10000.0))
+    head_dim = config.get("head_dim") or config["hidden_size"] // n_head
+    tmp = out.with_name(f".{out.name}.tmp")
+    writer = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+    writer.add_name(model_dir.name)
+    writer.add_context_length(config.get("max_position_embeddings", 2048))
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_block_count(n_layers)
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv(n_head_kv)
+    writer.add_rope_freq_base(float(rope_theta))
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_layer_norm_rms_eps(float(config.get("rms_norm_eps", 1e-5)))
+    writer.add_vocab_size(len(tokenizer))
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if out_type == "f16" else gguf.LlamaFileType.ALL_F32)
+    add_bpe_tokenizer(writer, tokenizer, model_dir)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, n_layers)
+    for hf_name, tensor in sorted(weights.items()):
+        name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if name is None:
+            raise BenLabError(f"{model_dir}: no GGUF name for tensor {hf_name}")
+        data = tensor.astype(np.float32)
+        if hf_name.endswith("self_attn.q_proj.weight"):
+            data = permute_rows(data, n_head)
+        elif hf_name.endswith("self_attn.k_proj.weight"):
+            data = permute_rows(data, n_head_kv)
+        # Norms and other vectors stay f32, as llama.cpp's converter keeps them.
+        if out_type == "f16" and data.ndim == 2:
+            data = data.astype(np.float16)
+        writer.add_tensor(name, data)
+    try:
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"tensors": len(weights), "type": out_type}
+
+
+def add_bpe_tokenizer(writer, tokenizer, model_dir: Path) -> None:
+    """A byte-level BPE tokenizer ('gpt2' in llama.cpp's terms): tokens, their types, merges, special ids, template."""
+    import gguf
+
+    model = json.loads((model_dir / "tokenizer.json").read_text())["model"]
+    if model.get("type") != "BPE":
+        raise BenLabError(f"{model_dir}: only byte-level BPE tokenizers can be converted here (found {model.get('type')})")
+    vocab = tokenizer.get_vocab()
+    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    tokens = [None] * len(tokenizer)
+    for token, index in vocab.items():
+        if index < len(tokens):
+            tokens[index] = token
+    types = [gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL for i in range(len(tokens))]
+    writer.add_tokenizer_model("gpt2")
+    # Llama 3's pre-tokenizer regex has its own name in llama.cpp; anything else gets the default byte-level split.
+    writer.add_tokenizer_pre("llama-bpe" if "<|begin_of_text|>" in vocab else "default")
+    writer.add_token_list([t if t is not None else f"[PAD{i}]" for i, t in enumerate(tokens)])
+    writer.add_token_types(types)
+    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in model["merges"]])
+    for setter, token_id in ((writer.add_bos_token_id, tokenizer.bos_token_id), (writer.add_eos_token_id, tokenizer.eos_token_id),
+                             (writer.add_pad_token_id, tokenizer.pad_token_id)):
+        if token_id is not None:
+            setter(token_id)
+    writer.add_add_bos_token(False)
+    if tokenizer.chat_template:
+        writer.add_chat_template(tokenizer.chat_template)
