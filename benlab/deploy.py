@@ -93,15 +93,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ollama-mode", choices=["auto", "adapter", "merged"], default="auto",
                         help="auto: ADAPTER on the base where this Ollama accepts it, else the merged model")
     parser.add_argument("--model-name", default=ollama.MODEL_NAME, help="Ollama model name (default %(default)s)")
-    parser.add_argument("--skip-ollama", action="store_true", help="write the files only; do not call ollama")
+    parser.add_argument("--step", choices=["all", "gguf", "install"], default="all",
+                        help="gguf: write the GGUF files; install: Modelfile, Ollama and the llama.cpp check; all: both")
+    parser.add_argument("--skip-ollama", action="store_true", help="do not call ollama, even if it is installed")
     parser.add_argument("--skip-llama-cpp", action="store_true", help="do not load the result in llama.cpp")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    out_dir = args.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
+def write_gguf(args, out_dir: Path) -> Path:
+    """The adapter and merged GGUF files; returns the base GGUF they were built against."""
     started = time.perf_counter()
     base_gguf = base_gguf_for(args.adapter_dir, out_dir, args.base_gguf)
     adapter_gguf, merged_gguf = out_dir / "ben-lab-adapter.gguf", out_dir / "ben-lab.gguf"
@@ -109,11 +109,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[gguf] adapter: {adapter_gguf} ({info['tensors']} tensors, r={info['rank']}, alpha={info['alpha']:g}, "
           f"{args.outtype}) in {time.perf_counter() - started:.1f} s", flush=True)
     step = time.perf_counter()
-    template = chat_template_of(args.adapter_dir)
-    merged = export.merge_into_gguf(args.adapter_dir, base_gguf, merged_gguf, args.merged_type, template)
+    merged = export.merge_into_gguf(args.adapter_dir, base_gguf, merged_gguf, args.merged_type,
+                                    chat_template_of(args.adapter_dir))
     print(f"[gguf] merged model: {merged_gguf} ({merged['merged_tensors']} tensors merged, "
           f"{merged['copied_tensors']} copied, {args.merged_type}) in {time.perf_counter() - step:.1f} s", flush=True)
+    return base_gguf
 
+
+def install(args, out_dir: Path, base_gguf: Path) -> None:
+    """Modelfile for the mode this machine supports, `ollama create` (or the commands), a llama.cpp answer."""
+    adapter_gguf, merged_gguf = out_dir / "ben-lab-adapter.gguf", out_dir / "ben-lab.gguf"
+    if not merged_gguf.is_file():
+        raise BenLabError(f"{merged_gguf} not found; run the GGUF step first (export_ben_lab.py without --step install)")
+    template = chat_template_of(args.adapter_dir)
     found = None if args.skip_ollama else ollama.find_ollama()
     mode = ollama.choose_mode(args.ollama_mode, found)
     modelfile_path = out_dir / "Modelfile"
@@ -123,22 +131,33 @@ def main(argv: list[str] | None = None) -> int:
         text = ollama.modelfile(relative(merged_gguf, out_dir), template)
     atomic_write(modelfile_path, text)
     print(f"[ollama] Modelfile ({mode} mode): {modelfile_path}")
-    create_command = f"cd {out_dir.resolve()} && ollama create {args.model_name} -f Modelfile"
     if found is None:
         print("[ollama] Ollama is not installed here, so nothing was registered. Once it is (https://ollama.com), run:\n"
-              f"  {create_command}\n  ollama run {args.model_name}")
+              f"  cd {out_dir.resolve()} && ollama create {args.model_name} -f Modelfile\n  ollama run {args.model_name}")
     else:
         version = ".".join(map(str, found.version)) if found.version else "unknown"
         print(f"[ollama] ollama {version}: creating {args.model_name} ...", flush=True)
         ollama.create(found, modelfile_path, args.model_name)
         print(f"[ollama] check: {ollama.generate(found, CHECK_QUESTION, args.model_name)[:300]}")
         print(f"[ollama] ready: ollama run {args.model_name}")
-
     if not args.skip_llama_cpp:
         answer = llama_cpp_answer(merged_gguf, CHECK_QUESTION)
         if answer is None:
             print("[llama.cpp] llama-cpp-python is not installed; skipping the local check")
         else:
             print(f"[llama.cpp] {CHECK_QUESTION}\n[llama.cpp] {answer}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out_dir = args.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    if args.step in ("all", "gguf"):
+        base_gguf = write_gguf(args, out_dir)
+    else:
+        base_gguf = base_gguf_for(args.adapter_dir, out_dir, args.base_gguf)
+    if args.step in ("all", "install"):
+        install(args, out_dir, base_gguf)
     print(f"[done] export in {time.perf_counter() - started:.1f} s")
     return 0

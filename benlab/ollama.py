@@ -16,23 +16,25 @@ MODEL_NAME = "ben-lab"
 ADAPTER_REJECTED_FROM = (0, 34, 1)
 
 # Ollama (Go template) prompt formats for the chat-template families we train with, and their stop tokens.
+# Only user and assistant turns are taken from .Messages; the system prompt comes from .System (the Modelfile's
+# SYSTEM), so it is rendered once, where the training chat template put it.
 GO_TEMPLATES = {
     "chatml": (
-        '{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}'
-        '{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n',
+        '{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}'
+        '{{ range .Messages }}{{ if eq .Role "user" }}<|im_start|>user\n{{ .Content }}<|im_end|>\n<|im_start|>assistant\n'
+        '{{ else if eq .Role "assistant" }}{{ .Content }}<|im_end|>\n{{ end }}{{ end }}',
         ["<|im_end|>", "<|im_start|>"],
     ),
     "gemma": (
-        '{{- range $i, $m := .Messages }}{{- if eq $m.Role "user" }}<start_of_turn>user\n'
-        '{{ if and $.System (eq $i 0) }}{{ $.System }}\n\n{{ end }}{{ $m.Content }}<end_of_turn>\n'
-        '{{- else if eq $m.Role "assistant" }}<start_of_turn>model\n{{ $m.Content }}<end_of_turn>\n{{ end }}'
-        '{{- end }}<start_of_turn>model\n',
+        '{{ range $i, $m := .Messages }}{{ if eq $m.Role "user" }}<start_of_turn>user\n'
+        '{{ if and $.System (eq $i 0) }}{{ $.System }}\n\n{{ end }}{{ $m.Content }}<end_of_turn>\n<start_of_turn>model\n'
+        '{{ else if eq $m.Role "assistant" }}{{ $m.Content }}<end_of_turn>\n{{ end }}{{ end }}',
         ["<end_of_turn>"],
     ),
     "llama3": (
-        '{{- if .System }}<|start_header_id|>system<|end_header_id|>\n\n{{ .System }}<|eot_id|>{{ end }}'
-        '{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>{{ end }}'
-        '<|start_header_id|>assistant<|end_header_id|>\n\n',
+        '<|begin_of_text|>{{ if .System }}<|start_header_id|>system<|end_header_id|>\n\n{{ .System }}<|eot_id|>{{ end }}'
+        '{{ range .Messages }}{{ if eq .Role "user" }}<|start_header_id|>user<|end_header_id|>\n\n{{ .Content }}<|eot_id|>'
+        '<|start_header_id|>assistant<|end_header_id|>\n\n{{ else if eq .Role "assistant" }}{{ .Content }}<|eot_id|>{{ end }}{{ end }}',
         ["<|eot_id|>"],
     ),
 }

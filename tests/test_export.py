@@ -195,3 +195,11 @@ def test_without_ollama_the_commands_are_printed(adapter_dir, tmp_path, monkeypa
     printed = capsys.readouterr().out
     assert "ollama create ben-lab -f Modelfile" in printed and "FROM ./ben-lab.gguf" in (tmp_path / "Modelfile").read_text()
     assert (tmp_path / "ben-lab-base.gguf").exists()
+
+
+def test_checked_in_modelfile_is_the_default_export():
+    from pathlib import Path
+
+    from benlab.models import CHATML_TEMPLATE
+
+    assert Path("Modelfile").read_text() == ollama.modelfile("./ben-lab.gguf", CHATML_TEMPLATE)
