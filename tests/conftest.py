@@ -42,7 +42,7 @@ CHATML = (
 )
 
 
-def build_tiny_llama(directory, chat_template=CHATML, seed=0):
+def build_tiny_llama(directory, chat_template=CHATML, seed=0, initializer_range=0.3):
     """A random llama-architecture model with a BPE tokenizer trained on the spot on lab words: seconds to make,
     the same code paths as a real model."""
     import torch
@@ -69,7 +69,8 @@ def build_tiny_llama(directory, chat_template=CHATML, seed=0):
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
-                         initializer_range=0.3)  # logits big enough for a frozen random head to be steerable
+                         # 0.3: logits big enough for a frozen random head to be steerable in a few steps
+                         initializer_range=initializer_range)
     model = LlamaForCausalLM(config)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)

@@ -1,0 +1,87 @@
+"""Fidelity in llama.cpp (llama-cpp-python), on explicit token ids: the change in logits the GGUF adapter causes in
+llama.cpp equals the change the PEFT adapter causes in transformers, and the merged GGUF matches base + adapter."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from llama_cpp import Llama
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from benlab import export
+from tests.conftest import build_tiny_llama
+
+TOKENS = [5, 17, 42, 99, 7, 230, 11, 64, 301, 2, 88, 150]
+BOUND = 1e-2
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    """Weights at the usual 0.02 scale, so logits are of the size real models produce."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-cpp"), initializer_range=0.02)
+
+
+@pytest.fixture(scope="module")
+def strong_adapter(tiny_llama, tmp_path_factory, lab_data):
+    """A trained adapter whose B matrices are replaced by random ones, so the adapter moves the logits a lot."""
+    from benlab import train
+    from benlab.common import run_main
+
+    trained = tmp_path_factory.mktemp("trained")
+    argv = ["--base-model", str(tiny_llama), "--data", str(lab_data[0]), "--output-dir", str(trained), "--max-steps", "1",
+            "--batch-size", "2", "--grad-accum", "1", "--max-seq-len", "512"]
+    assert run_main(train.main, argv) == 0
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama), trained)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(0.5 * torch.randn(param.shape, generator=generator))
+    out = tmp_path_factory.mktemp("strong")
+    model.save_pretrained(out)
+    shutil.copy(trained / "metrics.json", out / "metrics.json")
+    return out
+
+
+def hf_logits(tiny_llama, adapter=None):
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    if adapter:
+        model = PeftModel.from_pretrained(model, adapter)
+    with torch.no_grad():
+        return model(torch.tensor([TOKENS])).logits[0].numpy()
+
+
+def cpp_logits(model_path, adapter=None):
+    # f32 KV cache (type 0): the default f16 cache would add its own rounding to what is being compared.
+    llm = Llama(model_path=str(model_path), lora_path=str(adapter) if adapter else None, logits_all=True, n_ctx=64,
+                n_threads=2, type_k=0, type_v=0, verbose=False)
+    llm.eval(TOKENS)
+    return np.array(llm.scores[: len(TOKENS)], dtype=np.float32)
+
+
+@pytest.mark.parametrize("out_type", ["f32", "f16"])
+def test_adapter_changes_logits_in_llama_cpp_as_in_peft(tiny_llama, strong_adapter, tmp_path, out_type):
+    base = tmp_path / "base.gguf"
+    export.convert_hf_llama(tiny_llama, base, "f32")
+    adapter = tmp_path / "adapter.gguf"
+    export.write_adapter_gguf(strong_adapter, adapter, out_type, base)
+    peft_delta = hf_logits(tiny_llama, strong_adapter) - hf_logits(tiny_llama)
+    cpp_base, cpp_tuned = cpp_logits(base), cpp_logits(base, adapter)
+    assert np.abs(peft_delta).max() > 0.5  # the adapter really moves the logits
+    error = np.abs((cpp_tuned - cpp_base) - peft_delta).max()
+    assert error <= BOUND, error
+    assert (cpp_tuned.argmax(-1) == hf_logits(tiny_llama, strong_adapter).argmax(-1)).all()
+
+
+def test_merged_gguf_equals_base_plus_adapter(tiny_llama, strong_adapter, tmp_path):
+    base = tmp_path / "base.gguf"
+    export.convert_hf_llama(tiny_llama, base, "f16")  # an f16 base, as real bases are, merged into f16
+    adapter, merged = tmp_path / "adapter.gguf", tmp_path / "merged.gguf"
+    export.write_adapter_gguf(strong_adapter, adapter, "f32", base)
+    export.merge_into_gguf(strong_adapter, base, merged, "f16")
+    with_adapter, merged_logits = cpp_logits(base, adapter), cpp_logits(merged)
+    assert np.abs(merged_logits - with_adapter).max() <= BOUND
+    assert (merged_logits.argmax(-1) == with_adapter.argmax(-1)).all()
