@@ -160,6 +160,18 @@ def check_base(reader, adapter: Adapter, pairs: dict, base_gguf: Path) -> None:
                               f"adapter needs {want}; wrong base model")
 
 
+def finish(writer, tmp: Path, out: Path) -> None:
+    """Write the GGUF to its temporary name, then rename it into place: no half-written file under `out`."""
+    try:
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_adapter_gguf(adapter_dir: Path, out: Path, out_type: str = "f16", base_gguf: Path | None = None) -> dict:
     """Convert the PEFT adapter in `adapter_dir` to a GGUF LoRA adapter at `out` (written atomically)."""
     import gguf
@@ -183,14 +195,7 @@ def write_adapter_gguf(adapter_dir: Path, out: Path, out_type: str = "f16", base
                                   raw_dtype=gguf.GGMLQuantizationType.BF16)
             else:
                 writer.add_tensor(name + suffix, np.ascontiguousarray(tensor, dtype=dtype))
-    try:
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    finish(writer, tmp, out)
     return {"tensors": 2 * len(pairs), "rank": adapter.rank, "alpha": adapter.alpha, "type": out_type}
 
 
@@ -231,14 +236,7 @@ def merge_into_gguf(adapter_dir: Path, base_gguf: Path, out: Path, out_type: str
         data = weight.astype(np.float16) if target == gguf.GGMLQuantizationType.F16 else gguf.quants.quantize(weight, target)
         writer.add_tensor(tensor.name, data, raw_dtype=target)
         merged += 1
-    try:
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    finish(writer, tmp, out)
     return {"merged_tensors": merged, "copied_tensors": len(reader.tensors) - merged, "type": out_type}
 
 
@@ -294,14 +292,7 @@ def convert_hf_llama(model_dir: Path, out: Path, out_type: str = "f16") -> dict:
         if out_type == "f16" and data.ndim == 2:
             data = data.astype(np.float16)
         writer.add_tensor(name, data)
-    try:
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    finish(writer, tmp, out)
     return {"tensors": len(weights), "type": out_type}
 
 
