@@ -1,0 +1,214 @@
+"""Does ben-lab know the lab? (evaluate_ben_lab.py)
+
+On held-out questions with checkable answers (phase identification, TRI comparison, drift class), each candidate
+answer is scored by its log-likelihood after the chat prompt, as lm-evaluation-harness does for multiple choice;
+the highest-scoring candidate is the model's answer. The same questions are scored with the adapter on (fine-tuned)
+and off (base), and the held-out loss on the full answers is reported for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from benlab.common import BenLabError, atomic_write
+
+QUESTION_TYPES = {"phase_identification": 4, "tri_comparison": 2, "drift_class": 3}  # type -> number of choices
+
+
+def read_questions(path: Path) -> list[dict]:
+    from benlab.train import read_chats
+
+    chats = read_chats(str(path))  # validates the file, with line numbers
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    questions = []
+    for row, chat in zip(rows, chats):
+        meta = row.get("meta", {})
+        if meta.get("kind") in QUESTION_TYPES and meta.get("answer") in meta.get("choices", []):
+            questions.append({"kind": meta["kind"], "answer": meta["answer"], "choices": meta["choices"], "chat": chat})
+    if not questions:
+        raise BenLabError(f"{path} has no checkable questions (meta.answer and meta.choices); regenerate it with "
+                          "generate_lab_training_data.py")
+    return questions
+
+
+def choice_scores(model, tokenizer, chat: list[dict], choices: list[str]) -> list[float]:
+    """Sum of log-probabilities of each choice's tokens after the prompt, tokenized as in training (prompt and
+    answer separately), all choices in one right-padded batch."""
+    import torch
+
+    prompt = tokenizer.apply_chat_template(chat[:-1], tokenize=False, add_generation_prompt=True)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    choice_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
+    width = len(prompt_ids) + max(len(c) for c in choice_ids)
+    batch = torch.full((len(choices), width), tokenizer.pad_token_id, dtype=torch.long)
+    for i, ids in enumerate(choice_ids):
+        batch[i, : len(prompt_ids) + len(ids)] = torch.tensor(prompt_ids + ids)
+    keep = width - len(prompt_ids) + 1  # logits from the last prompt position on
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(input_ids=batch, logits_to_keep=keep).logits.float(), dim=-1)
+    scores = []
+    for i, ids in enumerate(choice_ids):
+        positions = torch.arange(len(ids))
+        scores.append(float(logprobs[i, positions, torch.tensor(ids)].sum()))
+    return scores
+
+
+def heldout_loss(model, tokenizer, chats: list[list[dict]]) -> float:
+    """Mean cross-entropy per answer token over the held-out samples (the training loss, on unseen data)."""
+    import torch
+
+    from benlab.train import answer_only_loss, encode, pad_batch
+
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for chat in chats:
+            row = encode(chat, tokenizer, 2048)
+            if row is None:
+                continue
+            batch = pad_batch([row], tokenizer.pad_token_id)
+            count = int((batch["labels"][:, 1:] != -100).sum())
+            total += float(answer_only_loss(model, batch, count)) * count
+            tokens += count
+    return total / max(tokens, 1)
+
+
+def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None) -> dict:
+    import torch
+    from peft import PeftModel
+    from tqdm import tqdm
+
+    from benlab.models import BaseModel, load_model
+
+    metrics_path = adapter_dir / "metrics.json"
+    if not metrics_path.is_file():
+        raise BenLabError(f"{adapter_dir} has no metrics.json; train first with finetune_ben_lab.py")
+    questions = read_questions(eval_path)[:limit]
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir)  # the trained tokenizer, with its chat template
+    base = BaseModel(**json.loads(metrics_path.read_text())["base_model"])
+    print(f"[eval] loading {base.name} and the adapter from {adapter_dir}", flush=True)
+    model = PeftModel.from_pretrained(load_model(base, torch.float32), adapter_dir).eval()
+    results = {kind: {"base": 0, "finetuned": 0, "n": 0, "chance": round(1 / n, 3)} for kind, n in QUESTION_TYPES.items()}
+    predictions = []
+    for question in tqdm(questions, desc="scoring", unit="q"):
+        with model.disable_adapter():
+            base_scores = choice_scores(model, tokenizer, question["chat"], question["choices"])
+        tuned_scores = choice_scores(model, tokenizer, question["chat"], question["choices"])
+        entry = results[question["kind"]]
+        entry["n"] += 1
+        for name, scores in (("base", base_scores), ("finetuned", tuned_scores)):
+            picked = question["choices"][max(range(len(scores)), key=scores.__getitem__)]
+            entry[name] += picked == question["answer"]
+        predictions.append({"kind": question["kind"], "answer": question["answer"],
+                            "base": base_scores, "finetuned": tuned_scores, "choices": question["choices"]})
+    for entry in results.values():
+        for name in ("base", "finetuned"):
+            entry[name] = round(entry[name] / entry["n"], 4) if entry["n"] else None
+    chats = [q["chat"] for q in questions]
+    print("[eval] held-out loss ...", flush=True)
+    with model.disable_adapter():
+        base_loss = heldout_loss(model, tokenizer, chats)
+    results["heldout_loss"] = {"base": round(base_loss, 4), "finetuned": round(heldout_loss(model, tokenizer, chats), 4)}
+    results["predictions"] = predictions
+    return results
+
+
+def report_markdown(results: dict, eval_path: Path, seconds: float) -> str:
+    lines = ["# ben-lab evaluation", "",
+             f"Held-out questions from `{eval_path}` (experiments whose seeds never appear in training), each candidate "
+             "answer scored by log-likelihood; accuracy per question type.", "",
+             "| question type | base | fine-tuned | chance | n |", "| --- | --- | --- | --- | --- |"]
+    for kind in QUESTION_TYPES:
+        r = results[kind]
+        if r["n"]:
+            lines.append(f"| {kind} | {r['base']:.1%} | {r['finetuned']:.1%} | {r['chance']:.1%} | {r['n']} |")
+    loss = results["heldout_loss"]
+    lines += ["", f"Held-out loss per answer token: base {loss['base']:.3f}, fine-tuned {loss['finetuned']:.3f}.", "",
+              f"Evaluated in {seconds:.0f} s. Plots: `accuracy.png`, `lab_phases.png`.", ""]
+    return "\n".join(lines)
+
+
+def plot_accuracy(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    kinds = [k for k in QUESTION_TYPES if results[k]["n"]]
+    x = np.arange(len(kinds))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for offset, name in ((-0.2, "base"), (0.2, "finetuned")):
+        ax.bar(x + offset, [results[k][name] for k in kinds], 0.4, label=name.replace("finetuned", "fine-tuned"))
+    ax.scatter(x, [results[k]["chance"] for k in kinds], color="black", marker="_", s=800, label="chance", zorder=3)
+    ax.set_xticks(x, [k.replace("_", " ") for k in kinds])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy on held-out questions")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_phases(eval_path: Path, path: Path) -> None:
+    """The lab data itself: held-out runs of the four phases in two of their features."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    points: dict[str, list] = {}
+    for line in eval_path.read_text().splitlines():
+        row = json.loads(line)
+        values = row["meta"].get("values", {})
+        if row["meta"].get("kind") == "phase_identification" and "string_order" in values:
+            x = values["correlation_length_norm"] - values["string_order"]  # ZZ order up (ising), string order down (cluster)
+            points.setdefault(row["meta"]["answer"], []).append((values["entanglement_norm"], x))
+    for phase, xyz in sorted(points.items()):
+        ax.scatter([p[0] for p in xyz], [p[1] for p in xyz], label=phase, alpha=0.7)
+    ax.set_xlabel("half-chain entanglement / Page value")
+    ax.set_ylabel("correlation length - string order")
+    ax.set_title("held-out lab runs")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="evaluate_ben_lab.py",
+        description="Score the base and the fine-tuned model on held-out lab questions; write eval/report.md, "
+        "eval/report.json and plots.",
+    )
+    parser.add_argument("--adapter-dir", type=Path, default=Path("ben-lab-lora"), help="trained adapter (default %(default)s)")
+    parser.add_argument("--eval-data", type=Path, default=Path("data/lab_eval.jsonl"), help="held-out file (default %(default)s)")
+    parser.add_argument("--out-dir", type=Path, default=Path("eval"), help="where the report goes (default %(default)s)")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first N questions")
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error(f"--limit must be at least 1, got {args.limit}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.eval_data.is_file():
+        raise BenLabError(f"{args.eval_data} not found; create it with generate_lab_training_data.py --start-lab")
+    started = time.perf_counter()
+    results = evaluate(args.adapter_dir, args.eval_data, args.limit)
+    seconds = time.perf_counter() - started
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    predictions = results.pop("predictions")
+    atomic_write(args.out_dir / "report.json", json.dumps(results, indent=2))
+    atomic_write(args.out_dir / "predictions.json", json.dumps(predictions, indent=1))
+    atomic_write(args.out_dir / "report.md", report_markdown(results, args.eval_data, seconds))
+    plot_accuracy(results, args.out_dir / "accuracy.png")
+    plot_phases(args.eval_data, args.out_dir / "lab_phases.png")
+    print(report_markdown(results, args.eval_data, seconds))
+    return 0

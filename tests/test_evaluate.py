@@ -1,0 +1,58 @@
+"""The evaluation: multiple-choice scoring by log-likelihood, and the report files."""
+
+import json
+from types import SimpleNamespace
+
+import torch
+from transformers import AutoTokenizer
+
+from benlab import evaluate, train
+from benlab.common import run_main
+
+
+class Prefers(torch.nn.Module):
+    """A stand-in model whose next-token distribution always favours one token."""
+
+    def __init__(self, token_id, vocab):
+        super().__init__()
+        self.token_id, self.vocab = token_id, vocab
+
+    def forward(self, input_ids, logits_to_keep=0):
+        logits = torch.zeros(*input_ids.shape, self.vocab)
+        logits[..., self.token_id] = 10.0
+        return SimpleNamespace(logits=logits[:, -logits_to_keep:])
+
+
+def test_scorer_picks_the_answer_the_model_prefers(tiny_llama):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    chat = [{"role": "system", "content": "s"}, {"role": "user", "content": "Run A or Run B?"},
+            {"role": "assistant", "content": "Run A"}]
+    choices = ["Run A", "Run B"]
+    for favourite in choices:
+        last = tokenizer(favourite, add_special_tokens=False)["input_ids"][-1]
+        scores = evaluate.choice_scores(Prefers(last, len(tokenizer)), tokenizer, chat, choices)
+        assert choices[scores.index(max(scores))] == favourite
+
+
+def test_report_files(tiny_llama, lab_data, tmp_path):
+    adapter = tmp_path / "lora"
+    argv = ["--base-model", str(tiny_llama), "--data", str(lab_data[0]), "--output-dir", str(adapter),
+            "--max-steps", "4", "--batch-size", "4", "--grad-accum", "1", "--lr", "1e-2"]
+    assert run_main(train.main, argv) == 0
+    out = tmp_path / "eval"
+    assert run_main(evaluate.main, ["--adapter-dir", str(adapter), "--eval-data", str(lab_data[1]), "--out-dir", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    for kind in ("phase_identification", "tri_comparison", "drift_class"):
+        entry = report[kind]
+        assert set(entry) == {"base", "finetuned", "chance", "n"} and entry["n"] > 0
+        assert 0 <= entry["base"] <= 1 and 0 <= entry["finetuned"] <= 1
+    assert report["phase_identification"]["chance"] == 0.25
+    assert report["heldout_loss"]["finetuned"] > 0 and report["heldout_loss"]["base"] > 0
+    assert "| phase_identification |" in (out / "report.md").read_text()
+    for png in ("accuracy.png", "lab_phases.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_missing_eval_file_is_one_line(tmp_path, capsys):
+    assert run_main(evaluate.main, ["--eval-data", str(tmp_path / "nope.jsonl")]) == 2
+    assert "generate_lab_training_data.py" in capsys.readouterr().err
