@@ -36,23 +36,27 @@ def read_questions(path: Path) -> list[dict]:
 
 def choice_scores(model, tokenizer, chat: list[dict], choices: list[str]) -> list[float]:
     """Sum of log-probabilities of each choice's tokens after the prompt, tokenized as in training (prompt and
-    answer separately), all choices in one right-padded batch."""
+    answer separately). The prompt runs once; its KV cache is repeated for the choices, which run as one
+    right-padded batch."""
     import torch
 
     prompt = tokenizer.apply_chat_template(chat[:-1], tokenize=False, add_generation_prompt=True)
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     choice_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
-    width = len(prompt_ids) + max(len(c) for c in choice_ids)
+    width = max(len(c) for c in choice_ids)
     batch = torch.full((len(choices), width), tokenizer.pad_token_id, dtype=torch.long)
     for i, ids in enumerate(choice_ids):
-        batch[i, : len(prompt_ids) + len(ids)] = torch.tensor(prompt_ids + ids)
-    keep = width - len(prompt_ids) + 1  # logits from the last prompt position on
+        batch[i, : len(ids)] = torch.tensor(ids)
     with torch.no_grad():
-        logprobs = torch.log_softmax(model(input_ids=batch, logits_to_keep=keep).logits.float(), dim=-1)
+        first = model(input_ids=torch.tensor([prompt_ids]), use_cache=True, logits_to_keep=1)
+        next_token = torch.log_softmax(first.logits[0, -1].float(), dim=-1)
+        cache = first.past_key_values
+        cache.batch_repeat_interleave(len(choices))
+        rest = torch.log_softmax(model(input_ids=batch, past_key_values=cache).logits.float(), dim=-1)
     scores = []
     for i, ids in enumerate(choice_ids):
-        positions = torch.arange(len(ids))
-        scores.append(float(logprobs[i, positions, torch.tensor(ids)].sum()))
+        later = [float(rest[i, j - 1, ids[j]]) for j in range(1, len(ids))]
+        scores.append(float(next_token[ids[0]]) + sum(later))
     return scores
 
 

@@ -17,10 +17,29 @@ class Prefers(torch.nn.Module):
         super().__init__()
         self.token_id, self.vocab = token_id, vocab
 
-    def forward(self, input_ids, logits_to_keep=0):
+    def forward(self, input_ids, logits_to_keep=0, use_cache=False, past_key_values=None):
         logits = torch.zeros(*input_ids.shape, self.vocab)
         logits[..., self.token_id] = 10.0
-        return SimpleNamespace(logits=logits[:, -logits_to_keep:])
+        cache = SimpleNamespace(batch_repeat_interleave=lambda repeats: None)
+        return SimpleNamespace(logits=logits[:, -logits_to_keep:], past_key_values=cache)
+
+
+def test_cached_scores_equal_full_forward_scores(tiny_llama):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    chat = [{"role": "system", "content": "s"}, {"role": "user", "content": "Which phase?"},
+            {"role": "assistant", "content": "spt_cluster"}]
+    choices = ["ising_symmetry_breaking", "spt_cluster", "trivial_product", "pseudorandom"]
+    prompt = tokenizer(tokenizer.apply_chat_template(chat[:-1], tokenize=False, add_generation_prompt=True),
+                       add_special_tokens=False)["input_ids"]
+    for choice, score in zip(choices, evaluate.choice_scores(model, tokenizer, chat, choices)):
+        ids = tokenizer(choice, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(torch.tensor([prompt + ids])).logits[0], dim=-1)
+        direct = sum(float(logprobs[len(prompt) + j - 1, t]) for j, t in enumerate(ids))
+        assert abs(score - direct) < 1e-4
 
 
 def test_scorer_picks_the_answer_the_model_prefers(tiny_llama):
