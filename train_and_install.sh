@@ -4,6 +4,7 @@
 #   [2/4] fine-tune  LoRA on the base model -> ben-lab-lora/
 #   [3/4] GGUF       ben-lab-adapter.gguf, ben-lab.gguf (merged), Modelfile
 #   [4/4] Ollama     `ollama create ben-lab` when Ollama is installed, else the commands to run later
+#   [eval]           base vs fine-tuned accuracy on held-out questions -> eval/ (skip with --skip-eval)
 # Each step's output is reused on a re-run unless --force. Run with --help for the options.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ FORCE=0
 QUICK=0
 BASE_MODEL=""
 OLLAMA_MODE="auto"
+EVALUATE=1
 
 usage() {
   cat <<EOF
@@ -29,6 +31,7 @@ Options:
   --force             redo steps whose output already exists
   --quick             small counts and few training steps: a full pass in a few minutes
   --out-dir DIR       where the artifacts go (default: the repository root)
+  --skip-eval         do not score base vs fine-tuned on the held-out questions at the end
   -h, --help          this help
 EOF
 }
@@ -41,6 +44,7 @@ while [ $# -gt 0 ]; do
     --out-dir) OUT_DIR="${2:?--out-dir needs a value}"; shift 2 ;;
     --force) FORCE=1; shift ;;
     --quick) QUICK=1; shift ;;
+    --skip-eval) EVALUATE=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "error: unknown option '$1'; see ./train_and_install.sh --help" >&2; exit 2 ;;
   esac
@@ -96,6 +100,15 @@ step 3 "GGUF" "$OUT_DIR/ben-lab.gguf" \
 step 4 "Ollama" "" \
   "$PY" export_ben_lab.py --step install --adapter-dir "$LORA" --out-dir "$OUT_DIR" --ollama-mode "$OLLAMA_MODE"
 
+if [ "$EVALUATE" -eq 1 ]; then
+  echo "[eval] base vs fine-tuned on the held-out questions (--skip-eval skips this) ..."
+  start=$SECONDS
+  eval_args=()
+  [ "$QUICK" -eq 1 ] && eval_args=(--limit 24)
+  "$PY" evaluate_ben_lab.py --adapter-dir "$LORA" --eval-data "$DATA/lab_eval.jsonl" --out-dir "$OUT_DIR/eval" "${eval_args[@]}"
+  echo "[eval] done in $((SECONDS - start)) s: $OUT_DIR/eval/report.md"
+fi
+
 cat <<EOF
 
 ben-lab is built. Artifacts:
@@ -103,6 +116,7 @@ ben-lab is built. Artifacts:
   $LORA/                                                LoRA adapter, metrics.json, loss_curve.png
   $OUT_DIR/ben-lab-adapter.gguf, $OUT_DIR/ben-lab.gguf  GGUF adapter and merged model
   $OUT_DIR/Modelfile                                    for Ollama
+  $OUT_DIR/eval/report.md                               how much better it got at the lab than the base model
 Chat with it:
   ollama run ben-lab                                     (when Ollama is installed and the model was created)
   $PY -m llama_cpp.server --model "$OUT_DIR/ben-lab.gguf"   (llama.cpp, OpenAI-compatible server)
