@@ -63,7 +63,8 @@ class LocalLab:
 
     def start(self) -> "LocalLab":
         command = [sys.executable, "-m", "benlab.lab_server", "--port", str(self.port), "--log-level", "warning"]
-        self.process = subprocess.Popen(command, cwd=REPO_ROOT)
+        # The child's banner would mix into our output (and break --json users); its warnings still go to stderr.
+        self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
