@@ -7,7 +7,6 @@ import stat
 import gguf
 import numpy as np
 import pytest
-import torch
 from safetensors.numpy import load_file
 
 from benlab import deploy, export, ollama

@@ -1,7 +1,6 @@
 """Fidelity in llama.cpp (llama-cpp-python), on explicit token ids: the change in logits the GGUF adapter causes in
 llama.cpp equals the change the PEFT adapter causes in transformers, and the merged GGUF matches base + adapter."""
 
-import json
 import shutil
 
 import numpy as np
