@@ -188,6 +188,10 @@ def run_jobs(client: LabClient, jobs: list[Job], journal: Journal, workers: int)
     return journal.done
 
 
+def job_index(job: Job) -> int:
+    return int(job.key.rsplit("/", 1)[1])
+
+
 def job_rng(seed: int, key: str) -> random.Random:
     return random.Random(f"{seed}:{key}")
 
@@ -210,18 +214,22 @@ def build_samples(jobs: list[Job], responses: dict[str, dict], seed: int) -> tup
             if samples.fingerprint_phase(values) != response["phase_type"]:
                 skipped += 1
                 continue
-            if job.split == "train":
+            # Every run becomes an identification question; every eighth also an explanation and every eighth
+            # (another one) an entanglement question: long answers are kept few so the default run fits 10 minutes.
+            index = job_index(job)
+            if job.split == "train" and index % 8 == 0:
                 out.append(samples.phase_explanation(response, rng))
+            if job.split == "train" and index % 8 == 4:
                 out.append(samples.entanglement_answer(response, rng))
             out.append(samples.phase_identification(response, rng))
         elif job.category == "tri":
-            if job.split == "train":
+            if job.split == "train" and job_index(job) % 3 == 0:
                 out.append(samples.tri_explanation(response, rng))
             if response.get("feature_names"):  # comparisons reason with the new lab's physics
                 tri_runs[job.split].append(response)
         elif job.category == "drift":
             params = {**job.body, "noise": job.body.get("noise", 0.05)}
-            if job.split == "train":
+            if job.split == "train" and job_index(job) % 2 == 0:
                 out.append(samples.drift_explanation(response, params, rng))
             if response.get("feature_names"):
                 out.append(samples.drift_classification(response, params, rng))

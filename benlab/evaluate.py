@@ -1,9 +1,10 @@
 """Does ben-lab know the lab? (evaluate_ben_lab.py)
 
-On held-out questions with checkable answers (phase identification, TRI comparison, drift class), each candidate
-answer is scored by its log-likelihood after the chat prompt, as lm-evaluation-harness does for multiple choice;
-the highest-scoring candidate is the model's answer. The same questions are scored with the adapter on (fine-tuned)
-and off (base), and the held-out loss on the full answers is reported for both.
+Held-out questions with checkable answers (phase identification, TRI comparison, drift class) are answered the way
+a user sees them answered: the model writes its own reasoning (greedy, up to "Answer:"), then each candidate answer
+is scored by its log-likelihood after that reasoning, as lm-evaluation-harness does for multiple choice; the
+highest-scoring candidate is the model's answer. The same questions are put to the model with the adapter on
+(fine-tuned) and off (base), and the held-out loss on the full answers is reported for both.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import time
 from pathlib import Path
 
 from benlab.common import BenLabError, atomic_write
+from benlab.samples import ANSWER_MARK
 
 QUESTION_TYPES = {"phase_identification": 4, "tri_comparison": 2, "drift_class": 3}  # type -> number of choices
+REASONING_TOKENS = 120  # longest reasoning kept; the training answers reach "Answer:" within about 100 tokens
+GENERATION_BATCH = 32  # decoding reads every weight once per step: wide batches share that cost
 
 
 def read_questions(path: Path) -> list[dict]:
@@ -34,14 +38,51 @@ def read_questions(path: Path) -> list[dict]:
     return questions
 
 
-def choice_scores(model, tokenizer, chat: list[dict], choices: list[str]) -> list[float]:
-    """Sum of log-probabilities of each choice's tokens after the prompt, tokenized as in training (prompt and
-    answer separately). The prompt runs once; its KV cache is repeated for the choices, which run as one
-    right-padded batch."""
+def prompt_text(tokenizer, chat: list[dict]) -> str:
+    return tokenizer.apply_chat_template(chat[:-1], tokenize=False, add_generation_prompt=True)
+
+
+def until_answer(text: str) -> str:
+    """The reasoning up to and including "Answer:"; a reasoning that never got there is closed with it."""
+    head, mark, _ = text.partition(ANSWER_MARK)
+    return head + mark if mark else (head.rstrip() + " " + ANSWER_MARK).lstrip()
+
+
+def reasonings(model, tokenizer, chats: list[list[dict]], bar=None) -> list[str]:
+    """Each question's reasoning as the model writes it: greedy decoding in left-padded batches, stopped at
+    "Answer:" or after REASONING_TOKENS tokens."""
     import torch
 
-    prompt = tokenizer.apply_chat_template(chat[:-1], tokenize=False, add_generation_prompt=True)
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    texts = []
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # generation appends on the right, so the padding goes on the left
+    try:
+        for start in range(0, len(chats), GENERATION_BATCH):
+            prompts = [prompt_text(tokenizer, chat) for chat in chats[start : start + GENERATION_BATCH]]
+            batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+            with torch.no_grad():
+                out = model.generate(**batch, max_new_tokens=REASONING_TOKENS, do_sample=False, top_p=None, top_k=None,
+                                     temperature=None, stop_strings=[ANSWER_MARK], tokenizer=tokenizer,
+                                     pad_token_id=tokenizer.pad_token_id)
+            for row in out[:, batch["input_ids"].shape[1] :]:
+                texts.append(until_answer(tokenizer.decode(row, skip_special_tokens=True)))
+            if bar is not None:
+                bar.update(len(prompts))
+    finally:
+        tokenizer.padding_side = side
+    return texts
+
+
+def choice_scores(model, tokenizer, chat: list[dict], choices: list[str], reasoning: str = "") -> list[float]:
+    """Sum of log-probabilities of each choice's tokens after the prompt and the reasoning, tokenized as in training
+    (prompt and answer separately; after a reasoning the choice follows a space). The prompt runs once; its KV
+    cache is repeated for the choices, which run as one right-padded batch."""
+    import torch
+
+    prompt_ids = tokenizer(prompt_text(tokenizer, chat), add_special_tokens=False)["input_ids"]
+    if reasoning:
+        prompt_ids += tokenizer(reasoning, add_special_tokens=False)["input_ids"]
+        choices = [" " + c for c in choices]
     choice_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
     width = max(len(c) for c in choice_ids)
     batch = torch.full((len(choices), width), tokenizer.pad_token_id, dtype=torch.long)
@@ -58,6 +99,17 @@ def choice_scores(model, tokenizer, chat: list[dict], choices: list[str]) -> lis
         later = [float(rest[i, j - 1, ids[j]]) for j in range(1, len(ids))]
         scores.append(float(next_token[ids[0]]) + sum(later))
     return scores
+
+
+def answer_all(model, tokenizer, questions: list[dict], bar=None) -> list[tuple[str, list[float]]]:
+    """(reasoning, score per choice) for each question."""
+    texts = reasonings(model, tokenizer, [q["chat"] for q in questions], bar)
+    answers = []
+    for question, text in zip(questions, texts):
+        answers.append((text, choice_scores(model, tokenizer, question["chat"], question["choices"], text)))
+        if bar is not None:
+            bar.update()
+    return answers
 
 
 def heldout_loss(model, tokenizer, chats: list[list[dict]]) -> float:
@@ -97,34 +149,40 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None) -> di
     print(f"[eval] loading {base.name} and the adapter from {adapter_dir}", flush=True)
     model = PeftModel.from_pretrained(load_model(base, torch.float32), adapter_dir).eval()
     results = {kind: {"base": 0, "finetuned": 0, "n": 0, "chance": round(1 / n, 3)} for kind, n in QUESTION_TYPES.items()}
-    predictions = []
-    for question in tqdm(questions, desc="scoring", unit="q"):
+    chats = [q["chat"] for q in questions]
+    answers, losses = {}, {}
+    with tqdm(total=4 * len(questions), desc="answering", unit="q") as bar:
         with model.disable_adapter():
-            base_scores = choice_scores(model, tokenizer, question["chat"], question["choices"])
-        tuned_scores = choice_scores(model, tokenizer, question["chat"], question["choices"])
+            answers["base"] = answer_all(model, tokenizer, questions, bar)
+            losses["base"] = heldout_loss(model, tokenizer, chats)
+        # The adapter merged into the weights: the same model, without the adapter's per-layer overhead.
+        model = model.merge_and_unload()
+        answers["finetuned"] = answer_all(model, tokenizer, questions, bar)
+        losses["finetuned"] = heldout_loss(model, tokenizer, chats)
+    predictions = []
+    for i, question in enumerate(questions):
         entry = results[question["kind"]]
         entry["n"] += 1
-        for name, scores in (("base", base_scores), ("finetuned", tuned_scores)):
-            picked = question["choices"][max(range(len(scores)), key=scores.__getitem__)]
-            entry[name] += picked == question["answer"]
-        predictions.append({"kind": question["kind"], "answer": question["answer"],
-                            "base": base_scores, "finetuned": tuned_scores, "choices": question["choices"]})
+        prediction = {"kind": question["kind"], "answer": question["answer"], "choices": question["choices"]}
+        for name in ("base", "finetuned"):
+            reasoning, scores = answers[name][i]
+            pick = question["choices"][max(range(len(scores)), key=scores.__getitem__)]
+            entry[name] += pick == question["answer"]
+            prediction[name] = {"reasoning": reasoning, "scores": scores, "pick": pick}
+        predictions.append(prediction)
     for entry in results.values():
         for name in ("base", "finetuned"):
             entry[name] = round(entry[name] / entry["n"], 4) if entry["n"] else None
-    chats = [q["chat"] for q in questions]
-    print("[eval] held-out loss ...", flush=True)
-    with model.disable_adapter():
-        base_loss = heldout_loss(model, tokenizer, chats)
-    results["heldout_loss"] = {"base": round(base_loss, 4), "finetuned": round(heldout_loss(model, tokenizer, chats), 4)}
+    results["heldout_loss"] = {name: round(loss, 4) for name, loss in losses.items()}
     results["predictions"] = predictions
     return results
 
 
 def report_markdown(results: dict, eval_path: Path, seconds: float) -> str:
     lines = ["# ben-lab evaluation", "",
-             f"Held-out questions from `{eval_path}` (experiments whose seeds never appear in training), each candidate "
-             "answer scored by log-likelihood; accuracy per question type.", "",
+             f"Held-out questions from `{eval_path}` (experiments whose seeds never appear in training). Each model "
+             "writes its own reasoning up to \"Answer:\", then each candidate answer is scored by log-likelihood; "
+             "accuracy per question type. Every reasoning and pick is in `predictions.json`.", "",
              "| question type | base | fine-tuned | chance | n |", "| --- | --- | --- | --- | --- |"]
     for kind in QUESTION_TYPES:
         r = results[kind]

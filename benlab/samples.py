@@ -68,16 +68,56 @@ def has_physics(values: dict[str, float]) -> bool:
     return all(name in values for name in SHOWN_FEATURES)
 
 
+# Each structured phase's fingerprint: one feature that is high (> FINGERPRINT_LEVEL) for that phase only
+# (docs/lab/features.md). A run that shows none of the three is pseudorandom.
+FINGERPRINTS = (
+    ("spt_cluster", "stabilizer_mean"),
+    ("ising_symmetry_breaking", "correlation_length_norm"),
+    ("trivial_product", "x_magnetization"),
+)
+FINGERPRINT_LEVEL = 0.5
+ANSWER_MARK = "Answer:"  # checkable answers end with "Answer: <choice>." after the reasoning (see benlab/evaluate.py)
+
+
 def fingerprint_phase(values: dict[str, float]) -> str:
-    """The phase the features point to, by each phase's fingerprint (docs/lab/features.md). The data generator
+    """The phase the features point to, checking the fingerprints in FINGERPRINTS order. The data generator
     checks this against the true phase and keeps only experiments whose fingerprint is unambiguous."""
-    if values["string_order"] > 0.3 or values["stabilizer_mean"] > 0.5:
-        return "spt_cluster"
-    if values["correlation_length_norm"] > 0.5:
-        return "ising_symmetry_breaking"
-    if values["entanglement_norm"] < 0.01:
-        return "trivial_product"
+    for phase, feature in FINGERPRINTS:
+        if round(values[feature], 2) > FINGERPRINT_LEVEL:  # as quoted in the question, to 2 decimals
+            return phase
     return "pseudorandom"
+
+
+def fingerprint_reasoning(values: dict[str, float], q: Quotes) -> str:
+    """The identification as the lab does it, one fingerprint at a time, each check written as a comparison with
+    FINGERPRINT_LEVEL: a small model learns a comparison made next to the number (a phase name produced straight
+    from ten numbers is not learned in a CPU-sized run)."""
+    checks = []
+    for phase, feature in FINGERPRINTS:
+        value = q(feature, values[feature], 2)
+        hit = float(value) > FINGERPRINT_LEVEL
+        sign = ">" if hit else "=" if float(value) == FINGERPRINT_LEVEL else "<"
+        checks.append(f"{phase} needs {feature} > {FINGERPRINT_LEVEL}: here {value} {sign} {FINGERPRINT_LEVEL}, "
+                      f"{'yes' if hit else 'no'}.")
+        if hit:
+            return " ".join(checks) + f" {ANSWER_MARK} {phase}. {IDENTIFIED[phase].format(**quoted(values, q))}"
+    return (" ".join(checks) + f" None fits, so the state is scrambled. {ANSWER_MARK} pseudorandom. "
+            + IDENTIFIED["pseudorandom"].format(**quoted(values, q)))
+
+
+def quoted(values: dict[str, float], q: Quotes) -> dict[str, str]:
+    return {name: q(name, values[name], 2) for name in SHOWN_FEATURES}
+
+
+# What the identified phase means, after the answer, with the numbers that show it.
+IDENTIFIED = {
+    "spt_cluster": "String order {string_order} with no long-range ZZ ({zz_long_range}): hidden topological order.",
+    "ising_symmetry_breaking": "|m| {abs_magnetization} and long-range ZZ {zz_long_range}: each shot is ordered, "
+    "magnetization {magnetization}.",
+    "trivial_product": "Entanglement {entanglement_norm}: independent qubits tilted along X, magnetization "
+    "{magnetization}.",
+    "pseudorandom": "Entanglement {entanglement_norm} of the Page value, randomness {randomness}.",
+}
 
 
 def run_label(params: dict) -> str:
@@ -158,10 +198,8 @@ EXPLAIN_PHASE = (
     "Summarise the physics of the {phase} experiment {experiment_id}.",
 )
 IDENTIFY_PHASE = (
-    "Which phase produced these measurements? Answer with ising_symmetry_breaking, spt_cluster, trivial_product or "
-    "pseudorandom, then explain.",
-    "Identify the phase from these lab measurements (ising_symmetry_breaking, spt_cluster, trivial_product or "
-    "pseudorandom) and justify it.",
+    "Which phase produced these measurements?",
+    "Identify the phase of this lab run from its features.",
     "Here are the features of an unlabelled Jarvis lab run. Which of the four phases is it?",
 )
 ENTANGLEMENT_QUESTION = (
@@ -172,7 +210,8 @@ ENTANGLEMENT_QUESTION = (
 
 
 def feature_table(v: dict[str, float], params: dict, q: Quotes) -> str:
-    shown = ", ".join(f"{name}={q(name, v[name])}" for name in SHOWN_FEATURES)
+    """The measurements to 2 decimals: enough to tell the phases apart, and short."""
+    shown = ", ".join(f"{name}={q(name, v[name], 2)}" for name in SHOWN_FEATURES)
     return f"N={params['system_size']}, depth={params['depth']}: {shown}"
 
 
@@ -190,11 +229,11 @@ def phase_explanation(response: dict, rng: random.Random) -> dict:
 
 
 def phase_identification(response: dict, rng: random.Random, kind: str = "phase_identification") -> dict:
-    params, phase, v, q = response["params"], response["phase_type"], measurements(response), Quotes()
+    params, v, q = response["params"], measurements(response), Quotes()
     table = feature_table(v, params, q)
-    output = f"{phase}: {evidence(phase, v, Quotes())}."
+    output = fingerprint_reasoning(v, Quotes())
     return make_sample(kind, rng.choice(IDENTIFY_PHASE), table, output, params, q,
-                       experiment_id=response["experiment_id"], answer=phase, choices=list(PHASES))
+                       experiment_id=response["experiment_id"], answer=response["phase_type"], choices=list(PHASES))
 
 
 def entanglement_answer(response: dict, rng: random.Random) -> dict:
@@ -291,7 +330,7 @@ def tri_explanation(response: dict, rng: random.Random) -> dict:
 
 
 COMPARE_TRI = (
-    "Which of these two runs has the larger TRI? Answer Run A or Run B, then explain.",
+    "Which of these two runs has the larger TRI? Explain, then answer Run A or Run B.",
     "Two TRI tests were run in the Jarvis lab. Which one shows the larger time-reversal instability, Run A or Run B?",
     "Compare the time-reversal instability of these runs: is it larger for Run A or Run B?",
 )
@@ -312,7 +351,7 @@ def tri_comparison(a: dict, b: dict, rng: random.Random, kind: str = "tri_compar
     else:
         why = (f"{loser}'s bias {lp['bias']:g} is so close to 0.5 that mirroring it hardly changes anything, "
                "while the scrambled pseudorandom run still differs by random-state fluctuations")
-    output = f"{winner} has the larger TRI: {ta} for Run A against {tb} for Run B, because {why}."
+    output = f"{why[0].upper()}{why[1:]}: the lab measured TRI {ta} for Run A and {tb} for Run B. {ANSWER_MARK} {winner}."
     params = {"run_a": pa, "run_b": pb}
     return make_sample(kind, rng.choice(COMPARE_TRI), input_text, output, params, q,
                        experiment_id=[a["forward_id"], b["forward_id"]], answer=winner, choices=["Run A", "Run B"])
@@ -333,7 +372,7 @@ EXPLAIN_DRIFT = (
     "Explain the replay drift of {phase} from depth {base} to {last} at N={n} (noise {noise:g}, seed {seed}).",
 )
 CLASSIFY_DRIFT = (
-    "Does the drift grow, saturate or stay flat? Answer Grows, Saturates or Flat, then explain.",
+    "Does the drift grow, saturate or stay flat? Explain, then answer Grows, Saturates or Flat.",
     "Classify this replay-drift sweep as Grows, Saturates or Flat.",
     "Looking at these drifts, does the lab's replay drift grow, saturate, or stay flat?",
 )
@@ -406,9 +445,9 @@ def drift_classification(response: dict, params: dict, rng: random.Random, kind:
                   f"{params.get('noise', 0.05):g}, seed {params['seed']}: {drift_table(response, q)}.")
     cls = drift_class(response)
     largest = max(r["drift"] for r in response["runs"])
-    output = (f"{cls}: the largest drift of this {response['phase_type']} sweep (depths "
+    output = (f"The largest drift of this {response['phase_type']} sweep (depths "
               f"{response['runs'][0]['depth']}-{response['runs'][-1]['depth']}) is {largest:.3f}; "
-              f"{drift_reason(response, params, cls, Quotes())}.")
+              f"{drift_reason(response, params, cls, Quotes())}. {ANSWER_MARK} {cls}.")
     return make_sample(kind, rng.choice(CLASSIFY_DRIFT), input_text, output, params, q,
                        experiment_id=[r["id"] for r in response["runs"]], answer=cls, choices=list(DRIFT_CLASSES))
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from benlab.lab_server import REPO_ROOT
 
 STEPS = ("data", "train", "export", "ollama")
-PACKAGES = ("torch", "transformers", "peft", "datasets", "accelerate", "gguf", "fastapi", "uvicorn", "scikit-learn",
-            "numpy", "requests")
+PACKAGES = ("torch", "transformers", "peft", "datasets", "accelerate", "gguf", "fastapi", "uvicorn", "numpy",
+            "requests")
 SCRIPTS = ("train_and_install.sh", "run_tests.sh", "scripts/bootstrap.sh", "jarvis_api.py",
            "generate_lab_training_data.py", "finetune_ben_lab.py", "export_ben_lab.py", "evaluate_ben_lab.py",
            "demo_ben_lab_lora.py", "test_ben_lab_setup.py")

@@ -3,6 +3,7 @@
 import json
 from types import SimpleNamespace
 
+import pytest
 import torch
 from transformers import AutoTokenizer
 
@@ -24,7 +25,8 @@ class Prefers(torch.nn.Module):
         return SimpleNamespace(logits=logits[:, -logits_to_keep:], past_key_values=cache)
 
 
-def test_cached_scores_equal_full_forward_scores(tiny_llama):
+@pytest.mark.parametrize("reasoning", ["", "spt_cluster needs stabilizer_mean > 0.5: here 0.91 > 0.5, yes. Answer:"])
+def test_cached_scores_equal_full_forward_scores(tiny_llama, reasoning):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
@@ -34,12 +36,33 @@ def test_cached_scores_equal_full_forward_scores(tiny_llama):
     choices = ["ising_symmetry_breaking", "spt_cluster", "trivial_product", "pseudorandom"]
     prompt = tokenizer(tokenizer.apply_chat_template(chat[:-1], tokenize=False, add_generation_prompt=True),
                        add_special_tokens=False)["input_ids"]
-    for choice, score in zip(choices, evaluate.choice_scores(model, tokenizer, chat, choices)):
-        ids = tokenizer(choice, add_special_tokens=False)["input_ids"]
+    if reasoning:
+        prompt += tokenizer(reasoning, add_special_tokens=False)["input_ids"]
+    for choice, score in zip(choices, evaluate.choice_scores(model, tokenizer, chat, choices, reasoning)):
+        ids = tokenizer((" " if reasoning else "") + choice, add_special_tokens=False)["input_ids"]
         with torch.no_grad():
             logprobs = torch.log_softmax(model(torch.tensor([prompt + ids])).logits[0], dim=-1)
         direct = sum(float(logprobs[len(prompt) + j - 1, t]) for j, t in enumerate(ids))
         assert abs(score - direct) < 1e-4
+
+
+def test_reasoning_is_cut_at_the_answer_mark():
+    assert evaluate.until_answer("a: no. b: yes. Answer: b. More.") == "a: no. b: yes. Answer:"
+    assert evaluate.until_answer("rambling without an answer ") == "rambling without an answer Answer:"
+    assert evaluate.until_answer("") == "Answer:"
+
+
+def test_generated_reasoning_stops_at_the_answer_mark(tiny_llama):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    chats = [[{"role": "system", "content": "s"}, {"role": "user", "content": question}, {"role": "assistant", "content": "x"}]
+             for question in ("Which phase?", "Run A or Run B? Answer with one of them, please.")]
+    side = tokenizer.padding_side
+    texts = evaluate.reasonings(model, tokenizer, chats)
+    assert len(texts) == 2 and all(t.endswith(evaluate.ANSWER_MARK) for t in texts)
+    assert tokenizer.padding_side == side  # restored for training-style batches
 
 
 def test_scorer_picks_the_answer_the_model_prefers(tiny_llama):

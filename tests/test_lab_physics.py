@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benlab.lab import circuits, experiments, features
+from benlab.lab import circuits, clustering, experiments, features
 from benlab.lab import simulator as sim
 from benlab.lab.experiments import PhaseParams
 
@@ -191,3 +191,31 @@ def test_kmeans_recovers_the_four_phases():
     assert result["adjusted_rand_index"] >= 0.9
     assert result["num_samples"] == 80
     assert sum(sum(c.values()) for c in result["cluster_label_stats"]) == 80
+
+
+@pytest.mark.parametrize(
+    "truth, predicted, expected",
+    [  # the values scikit-learn's documentation gives for adjusted_rand_score
+        ([0, 0, 1, 1], [0, 0, 1, 1], 1.0),
+        ([0, 0, 1, 1], [1, 1, 0, 0], 1.0),
+        ([0, 0, 1, 2], [0, 0, 1, 1], 0.571428571),
+        ([0, 0, 1, 1], [0, 0, 1, 2], 0.571428571),
+        ([0, 0, 0, 0], [0, 1, 2, 3], 0.0),
+        ([0, 0, 1, 1], [0, 1, 0, 1], -0.5),
+        (["a", "a", "b"], [5, 5, 5], 0.0),
+    ],
+)
+def test_adjusted_rand_index_matches_reference_values(truth, predicted, expected):
+    assert clustering.adjusted_rand_index(truth, predicted) == pytest.approx(expected)
+
+
+def test_kmeans_finds_separated_blobs_and_is_seeded():
+    rng = np.random.default_rng(3)
+    centres = np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
+    points = np.concatenate([c + 0.3 * rng.standard_normal((15, 2)) for c in centres])
+    truth = np.repeat([0, 1, 2], 15)
+    labels = clustering.kmeans(points, 3, iterations=25, seed=7)
+    assert clustering.adjusted_rand_index(truth, labels) == 1.0
+    assert np.array_equal(labels, clustering.kmeans(points, 3, iterations=25, seed=7))
+    # More clusters than distinct points still returns a label per point.
+    assert len(clustering.kmeans(np.zeros((4, 2)), 3, iterations=5, seed=0)) == 4

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from benlab.lab import circuits, features
+from benlab.lab import circuits, clustering, features
 from benlab.lab import simulator as sim
 
 MIN_QUBITS = 4
@@ -173,12 +173,8 @@ def discovery(
     seed: int = 0,
     noise: float = circuits.DEFAULT_NOISE,
 ) -> dict:
-    """Unsupervised phase discovery: seeded KMeans on the feature vectors of num_per_phase runs of each phase
+    """Unsupervised phase discovery: seeded k-means on the feature vectors of num_per_phase runs of each phase
     (seeds seed .. seed + num_per_phase - 1). The features share an O(1) scale, so they are clustered as they are."""
-    # Imported here: scikit-learn takes over a second to import, and only discovery needs it.
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import adjusted_rand_score
-
     labels, vectors = [], []
     for phase in phases:
         for i in range(num_per_phase):
@@ -186,8 +182,7 @@ def discovery(
             vectors.append(run_phase_experiment(params)["feature_vector"])
             labels.append(phase)
     k = k or len(phases)
-    kmeans = KMeans(n_clusters=k, n_init=10, max_iter=iterations, random_state=seed).fit(np.array(vectors))
-    assigned = kmeans.labels_
+    assigned = clustering.kmeans(np.array(vectors), k, iterations, seed)
     clusters = []
     for c in range(k):
         members = [labels[i] for i in np.flatnonzero(assigned == c)]
@@ -212,7 +207,7 @@ def discovery(
         "num_clusters": k,
         "phases": list(phases),
         "purity": rounded(majority_total / len(labels)),
-        "adjusted_rand_index": rounded(adjusted_rand_score(labels, assigned)),
+        "adjusted_rand_index": rounded(clustering.adjusted_rand_index(labels, assigned)),
         "feature_names": list(features.FEATURE_NAMES),
         "params": {
             "num_per_phase": num_per_phase,
