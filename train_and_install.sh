@@ -81,7 +81,7 @@ data_args=()
 train_args=()
 if [ "$QUICK" -eq 1 ]; then
   data_args=(--phase-experiments 10 --tri-tests 12 --discovery-runs 3 --drift-runs 8)
-  train_args=(--max-steps 8)
+  train_args=(--max-steps 4)
 fi
 [ -n "$BASE_MODEL" ] && train_args+=(--base-model "$BASE_MODEL")
 
@@ -104,7 +104,7 @@ if [ "$EVALUATE" -eq 1 ]; then
   echo "[eval] base vs fine-tuned on the held-out questions (--skip-eval skips this) ..."
   start=$SECONDS
   eval_args=()
-  [ "$QUICK" -eq 1 ] && eval_args=(--limit 24)
+  [ "$QUICK" -eq 1 ] && eval_args=(--limit 12)
   "$PY" evaluate_ben_lab.py --adapter-dir "$LORA" --eval-data "$DATA/lab_eval.jsonl" --out-dir "$OUT_DIR/eval" "${eval_args[@]}"
   echo "[eval] done in $((SECONDS - start)) s: $OUT_DIR/eval/report.md"
 fi
