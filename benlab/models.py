@@ -55,8 +55,9 @@ def embedded_gguf(alias: str) -> Path | None:
     except importlib.metadata.PackageNotFoundError:
         return None
     for file in files:
-        if file.name == name and Path(file.locate()).exists():
-            return Path(file.locate())
+        path = Path(file.locate())
+        if file.name == name and path.exists():
+            return path
     if not any(file.name == "__init__.py" for file in files):
         return None
     module = importlib.import_module(package.replace("-", "_"))

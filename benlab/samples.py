@@ -92,11 +92,11 @@ def fingerprint_reasoning(values: dict[str, float], q: Quotes) -> str:
     """The identification as the lab does it, one fingerprint at a time, each check written as a comparison with
     FINGERPRINT_LEVEL: a small model learns a comparison made next to the number (a phase name produced straight
     from ten numbers is not learned in a CPU-sized run)."""
-    checks = []
+    answer, checks = fingerprint_phase(values), []
     for phase, feature in FINGERPRINTS:
         value = q(feature, values[feature], 2)
-        hit = float(value) > FINGERPRINT_LEVEL
-        sign = ">" if hit else "=" if float(value) == FINGERPRINT_LEVEL else "<"
+        hit = phase == answer
+        sign = ">" if hit else "<" if float(value) < FINGERPRINT_LEVEL else "="
         checks.append(f"{phase} needs {feature} > {FINGERPRINT_LEVEL}: here {value} {sign} {FINGERPRINT_LEVEL}, "
                       f"{'yes' if hit else 'no'}.")
         if hit:
