@@ -85,9 +85,40 @@ if [ "$QUICK" -eq 1 ]; then
 fi
 [ -n "$BASE_MODEL" ] && train_args+=(--base-model "$BASE_MODEL")
 
+LAB_URL="${JARVIS_LAB_URL:-http://127.0.0.1:8000}"
+LAB_PID=""
+stop_lab() {  # only the lab this run started; also on failure and Ctrl-C (the EXIT trap)
+  [ -n "$LAB_PID" ] || return 0
+  kill "$LAB_PID" 2>/dev/null || true
+  wait "$LAB_PID" 2>/dev/null || true
+  LAB_PID=""
+  echo "[lab] stopped the local lab this run started"
+}
+trap stop_lab EXIT
+trap 'echo "interrupted: finished steps keep their output; run the same command again to go on" >&2; exit 130' INT TERM
+
+start_lab() {  # use the lab at JARVIS_LAB_URL when it answers, else start one on a free port
+  if "$PY" -m benlab.lab_client "$LAB_URL" >/dev/null 2>&1; then
+    echo "[lab] using the lab already running at $LAB_URL"
+    return
+  fi
+  local port
+  port="$("$PY" -c 'from benlab.lab_server import free_port; print(free_port())')"
+  LAB_URL="http://127.0.0.1:$port"
+  "$PY" jarvis_api.py --port "$port" --log-level warning >/dev/null &
+  LAB_PID=$!
+  if ! "$PY" -m benlab.lab_client "$LAB_URL" --wait 60 >/dev/null; then
+    echo "error: the local lab did not start on port $port; run 'python jarvis_api.py' to see why" >&2
+    exit 2
+  fi
+  echo "[lab] started a local lab at $LAB_URL; it stops when this script ends"
+}
+
 make_data() {
-  "$PY" generate_lab_training_data.py --start-lab --out "$DATA/lab_instructions.jsonl" \
+  start_lab
+  "$PY" generate_lab_training_data.py --api-url "$LAB_URL" --out "$DATA/lab_instructions.jsonl" \
     --eval-out "$DATA/lab_eval.jsonl" "${data_args[@]}"
+  stop_lab
   "$PY" generate_lab_doc_training_data.py --out "$DATA/lab_doc_instructions.jsonl"
 }
 

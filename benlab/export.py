@@ -12,7 +12,9 @@ same permutation, so B @ A lines up with the base tensors.
 
 from __future__ import annotations
 
+import errno
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,14 +162,30 @@ def check_base(reader, adapter: Adapter, pairs: dict, base_gguf: Path) -> None:
                               f"adapter needs {want}; wrong base model")
 
 
+def check_free_space(writer, out: Path) -> None:
+    """Refuse before writing, not halfway: the tensors' bytes plus 1% for metadata must fit on out's disk."""
+    needed = int(sum(info.nbytes for shard in writer.tensors for info in shard.values()) * 1.01)
+    free = shutil.disk_usage(out.parent).free
+    if needed > free:
+        raise BenLabError(f"not enough disk space for {out}: it needs {needed / 1e6:.0f} MB, {out.parent} has "
+                          f"{free / 1e6:.0f} MB free; free some space or write elsewhere with --out-dir")
+
+
 def finish(writer, tmp: Path, out: Path) -> None:
-    """Write the GGUF to its temporary name, then rename it into place: no half-written file under `out`."""
+    """Write the GGUF to its temporary name, then rename it into place: no half-written file under `out`, and an
+    earlier `out` stays as it was when the disk fills up."""
+    check_free_space(writer, out)
     try:
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
         tmp.replace(out)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        raise BenLabError(f"the disk filled up while writing {out}; free some space or write elsewhere with "
+                          "--out-dir (the previous file, if any, is unchanged)") from None
     finally:
         tmp.unlink(missing_ok=True)
 

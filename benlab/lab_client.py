@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 import threading
 import time
 
 import requests
 
-from benlab.common import BenLabError
+from benlab.common import BenLabError, run_main
 
 
 class LabClient:
@@ -55,3 +57,26 @@ class LabClient:
             f"the lab at {self.url} did not answer POST {path} after {self.retries + 1} tries ({problem}); "
             "check that it is running (python jarvis_api.py) or pass --start-lab"
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benlab.lab_client",
+        description="Check that a Jarvis Lab API answers on /health: exit 0 when it does, 1 when it does not.",
+    )
+    parser.add_argument("url", help="the lab, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--wait", type=float, default=0.0, help="keep asking for this many seconds (default: ask once)")
+    args = parser.parse_args(argv)
+    client = LabClient(args.url)
+    deadline = time.monotonic() + args.wait
+    while not client.is_up():
+        if time.monotonic() >= deadline:
+            print(f"no lab answers at {client.url}/health", file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+    print(f"lab up at {client.url}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(main))

@@ -186,14 +186,16 @@ def precision_settings(choice: str) -> tuple[str, dict]:
 
 
 class GracefulStop:
-    """First Ctrl-C: finish the current step, save a checkpoint, stop. Second Ctrl-C: stop at once."""
+    """First Ctrl-C (or kill): finish the current step, save a checkpoint, stop. Second: stop at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self.previous = None
+        self.previous = {}
 
     def __enter__(self):
-        self.previous = signal.signal(signal.SIGINT, self.handle)
+        self.previous = {number: signal.signal(number, self.handle) for number in self.SIGNALS}
         return self
 
     def handle(self, *_):
@@ -204,7 +206,8 @@ class GracefulStop:
               file=sys.stderr, flush=True)
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self.previous)
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
 
 
 def make_callbacks(stop: GracefulStop):

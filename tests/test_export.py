@@ -1,8 +1,10 @@
 """Adapter -> GGUF, merged GGUF, Modelfile and the ollama boundary, on a tiny llama trained in the test."""
 
+import errno
 import json
 import os
 import stat
+from types import SimpleNamespace
 
 import gguf
 import numpy as np
@@ -120,6 +122,28 @@ def test_mismatched_base_is_refused_and_nothing_is_written(adapter_dir, tmp_path
     with pytest.raises(export.BenLabError, match="layers"):
         export.merge_into_gguf(adapter_dir, wrong, tmp_path / "merged.gguf")
     assert not (tmp_path / "merged.gguf").exists() and not list(tmp_path.glob(".*tmp"))
+
+
+def test_no_disk_space_is_one_line_and_keeps_the_previous_file(adapter_dir, base_gguf, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "ben-lab.gguf"
+    out.write_bytes(b"previous model")
+    monkeypatch.setattr(export.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))  # 1 kB free
+    with pytest.raises(export.BenLabError, match="not enough disk space .* MB free; free some space"):
+        export.merge_into_gguf(adapter_dir, base_gguf, out)
+    assert out.read_bytes() == b"previous model" and not list(tmp_path.glob(".*tmp"))
+
+
+def test_disk_filling_up_midway_keeps_the_previous_file(adapter_dir, base_gguf, tmp_path, monkeypatch):
+    out = tmp_path / "ben-lab-adapter.gguf"
+    out.write_bytes(b"previous adapter")
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(gguf.GGUFWriter, "write_tensors_to_file", full)
+    with pytest.raises(export.BenLabError, match="disk filled up while writing .*unchanged"):
+        export.write_adapter_gguf(adapter_dir, out)
+    assert out.read_bytes() == b"previous adapter" and not list(tmp_path.glob(".*tmp"))
 
 
 @pytest.mark.parametrize("key, value", [("use_dora", True), ("use_rslora", True), ("rank_pattern", {"q_proj": 4}),
