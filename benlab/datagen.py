@@ -214,12 +214,13 @@ def build_samples(jobs: list[Job], responses: dict[str, dict], seed: int) -> tup
             if samples.fingerprint_phase(values) != response["phase_type"]:
                 skipped += 1
                 continue
-            # Every run becomes an identification question; every eighth also an explanation and every eighth
-            # (another one) an entanglement question: long answers are kept few so the default run fits 10 minutes.
+            # Every run becomes an identification question; one in eight also an explanation, three in eight an
+            # entanglement question (short). Long answers of the other kinds are sampled too (TRI explanations and
+            # drift explanations one in three) so the default run fits 10 minutes of CPU.
             index = job_index(job)
             if job.split == "train" and index % 8 == 0:
                 out.append(samples.phase_explanation(response, rng))
-            if job.split == "train" and index % 8 == 4:
+            if job.split == "train" and index % 8 in (2, 4, 6):
                 out.append(samples.entanglement_answer(response, rng))
             out.append(samples.phase_identification(response, rng))
         elif job.category == "tri":
@@ -229,7 +230,7 @@ def build_samples(jobs: list[Job], responses: dict[str, dict], seed: int) -> tup
                 tri_runs[job.split].append(response)
         elif job.category == "drift":
             params = {**job.body, "noise": job.body.get("noise", 0.05)}
-            if job.split == "train" and job_index(job) % 2 == 0:
+            if job.split == "train" and job_index(job) % 3 == 0:
                 out.append(samples.drift_explanation(response, params, rng))
             if response.get("feature_names"):
                 out.append(samples.drift_classification(response, params, rng))
@@ -239,6 +240,8 @@ def build_samples(jobs: list[Job], responses: dict[str, dict], seed: int) -> tup
         out = train if split == "train" else held_out
         for i, a in enumerate(runs):
             b = runs[(i + 1) % len(runs)]
+            if split == "train" and i % 3 == 2:  # two pairs in three: the default run fits 10 minutes of CPU
+                continue
             if a is not b and samples.comparable(a, b):
                 out.append(samples.tri_comparison(a, b, job_rng(seed, f"{split}/pair/{i}")))
     return train, held_out, skipped

@@ -111,12 +111,10 @@ def quoted(values: dict[str, float], q: Quotes) -> dict[str, str]:
 
 # What the identified phase means, after the answer, with the numbers that show it.
 IDENTIFIED = {
-    "spt_cluster": "String order {string_order} with no long-range ZZ ({zz_long_range}): hidden topological order.",
-    "ising_symmetry_breaking": "|m| {abs_magnetization} and long-range ZZ {zz_long_range}: each shot is ordered, "
-    "magnetization {magnetization}.",
-    "trivial_product": "Entanglement {entanglement_norm}: independent qubits tilted along X, magnetization "
-    "{magnetization}.",
-    "pseudorandom": "Entanglement {entanglement_norm} of the Page value, randomness {randomness}.",
+    "spt_cluster": "Hidden topological order: string order {string_order}, entanglement {entanglement_norm}.",
+    "ising_symmetry_breaking": "Each shot is ordered: |m| {abs_magnetization}, magnetization {magnetization}.",
+    "trivial_product": "Independent qubits along X: entanglement {entanglement_norm}, magnetization {magnetization}.",
+    "pseudorandom": "Scrambled: entanglement {entanglement_norm}, randomness {randomness}.",
 }
 
 
@@ -199,8 +197,8 @@ EXPLAIN_PHASE = (
 )
 IDENTIFY_PHASE = (
     "Which phase produced these measurements?",
-    "Identify the phase of this lab run from its features.",
-    "Here are the features of an unlabelled Jarvis lab run. Which of the four phases is it?",
+    "Identify the phase of this lab run.",
+    "Which of the four phases is this unlabelled run?",
 )
 ENTANGLEMENT_QUESTION = (
     "How entangled is the final state of this {phase} run (N={n}, depth {depth}, seed {seed}), and what does that say?",

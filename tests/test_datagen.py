@@ -65,9 +65,10 @@ def test_identification_reasoning_checks_each_fingerprint(high, answer):
     assert f"{samples.ANSWER_MARK} {answer}." in text
     for phase, feature in samples.FINGERPRINTS:  # every check up to the answer, each comparison right
         if phase == answer:
-            assert f"here 0.93 > 0.5, yes." in text
+            assert f"{phase} needs {feature} > 0.5: here 0.93 > 0.5, yes." in text
             break
         assert f"{phase} needs {feature} > 0.5: here 0.04 < 0.5, no." in text
+    assert ("None fits" in text) == (answer == "pseudorandom")
 
 
 def test_datasets_loads_the_files(campaign):
