@@ -95,10 +95,14 @@ def run(recipe: str, samples: int, base_model: str | None, batch_size: int) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--samples", type=int, default=24)
-    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=None, help="samples per step (default: finetune_ben_lab.py's)")
     parser.add_argument("--base-model", default=None, help="as finetune_ben_lab.py (default: the embedded SmolLM2)")
     parser.add_argument("--child", choices=["ours", "predecessor"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.batch_size is None:
+        from benlab.train import TrainConfig
+
+        args.batch_size = TrainConfig().batch_size
     if args.child:
         print(json.dumps(run(args.child, args.samples, args.base_model, args.batch_size)))
         return

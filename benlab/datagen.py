@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -28,7 +29,7 @@ from tqdm import tqdm
 from benlab import samples
 from benlab.common import BenLabError, atomic_write
 from benlab.lab_client import LabClient
-from benlab.lab_server import LocalLab
+from benlab.lab_server import LocalLab, stop_all
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 CATEGORIES = ("phase", "tri", "discovery", "drift")
@@ -170,19 +171,27 @@ class Journal:
             self.path.unlink(missing_ok=True)
 
 
-def run_jobs(client: LabClient, jobs: list[Job], journal: Journal, workers: int) -> dict[str, dict]:
-    """Fetch every job's response (skipping those in the journal), one progress bar per category."""
-    for category in CATEGORIES:
-        todo = [j for j in jobs if j.category == category and j.key not in journal.done]
-        total = sum(j.category == category for j in jobs)
-        if not total:
-            continue
-        with tqdm(total=total, initial=total - len(todo), desc=f"{category:9s}", unit="exp") as bar:
-            def fetch(job: Job) -> None:
-                journal.add(job.key, client.post(PATHS[job.category], job.body))
-                bar.update()
+def run_jobs(clients: list[LabClient], jobs: list[Job], journal: Journal, workers: int) -> dict[str, dict]:
+    """Fetch every job's response (skipping those in the journal), one progress bar per category. Each worker
+    thread keeps to one of `clients` (one per local lab process), so the labs share the work evenly."""
+    assigned, counter = threading.local(), itertools.count()
 
-            with ThreadPoolExecutor(max_workers=workers) as pool:
+    def client() -> LabClient:
+        if not hasattr(assigned, "client"):
+            assigned.client = clients[next(counter) % len(clients)]  # next() on a count is atomic
+        return assigned.client
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for category in CATEGORIES:
+            todo = [j for j in jobs if j.category == category and j.key not in journal.done]
+            total = sum(j.category == category for j in jobs)
+            if not total:
+                continue
+            with tqdm(total=total, initial=total - len(todo), desc=f"{category:9s}", unit="exp") as bar:
+                def fetch(job: Job) -> None:
+                    journal.add(job.key, client().post(PATHS[job.category], job.body))
+                    bar.update()
+
                 for _ in pool.map(fetch, todo):
                     pass
     return journal.done
@@ -319,21 +328,26 @@ def main(argv: list[str] | None = None) -> int:
     counts = Counts(args.phase_experiments, args.tri_tests, args.discovery_runs, args.drift_runs)
     jobs = plan_campaign(counts, args.seed, args.eval_fraction)
     with ExitStack() as stack:
-        client = LabClient(args.api_url, timeout=args.timeout)
-        if not client.is_up():
+        clients = [LabClient(args.api_url, timeout=args.timeout)]
+        if not clients[0].is_up():
             if not args.start_lab:
                 raise BenLabError(
                     f"the lab API at {args.api_url} is not reachable; start it with `python jarvis_api.py` "
                     "(or set --api-url / JARVIS_LAB_URL), or pass --start-lab to start one for this run"
                 )
-            print(f"lab not reachable at {args.api_url}; starting a local lab ...", flush=True)
-            lab = stack.enter_context(LocalLab())
-            print(f"local lab running at {lab.url}", flush=True)
-            client = LabClient(lab.url, timeout=args.timeout)
+            # One lab process per worker: a lab computes one small experiment at a time (the GIL), so one process
+            # per worker is what keeps every core busy.
+            print(f"lab not reachable at {args.api_url}; starting {args.workers} local lab process(es) ...", flush=True)
+            labs = [LocalLab() for _ in range(args.workers)]
+            stack.callback(stop_all, labs)
+            for lab in labs:
+                lab.spawn()
+            clients = [LabClient(lab.wait_ready().url, timeout=args.timeout) for lab in labs]
+            print(f"local lab running at {', '.join(lab.url for lab in labs)}", flush=True)
         print(f"running {len(jobs)} lab requests with {args.workers} workers", flush=True)
         journal = Journal(args.out.with_name(f".{args.out.name}.journal"), campaign_id(jobs), args.resume)
         try:
-            responses = run_jobs(client, jobs, journal, args.workers)
+            responses = run_jobs(clients, jobs, journal, args.workers)
         finally:
             journal.close(remove=False)
     train, held_out, skipped = build_samples(jobs, responses, args.seed)

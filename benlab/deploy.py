@@ -8,11 +8,17 @@ import json
 import time
 from pathlib import Path
 
-from benlab import export, ollama
+from benlab import export, ollama, samples
 from benlab.common import BenLabError, atomic_write
 from benlab.prompts import SYSTEM_PROMPT
 
-CHECK_QUESTION = "In one sentence: what does a string order near 1 tell you about a Jarvis lab run?"
+# The first answer of the exported model is a question of the kind it was trained on, about a held-out lab run (an
+# SPT cluster state, N=8, depth 12, bias 0.7, noise 0.05, seed 863144883): whether the GGUF kept the skill shows.
+CHECK_RUN = {"magnetization": 0.40, "abs_magnetization": 0.43, "x_magnetization": 0.20, "zz_nearest": 0.14,
+             "zz_long_range": 0.15, "correlation_length_norm": 0.00, "string_order": 0.43, "stabilizer_mean": 0.86,
+             "entanglement_norm": 0.24, "randomness": 0.88}
+CHECK_QUESTION = (f"{samples.IDENTIFY_PHASE[0]}\n\n"
+                  + samples.feature_table(CHECK_RUN, {"system_size": 8, "depth": 12}, samples.Quotes()))
 
 
 def trained_base(adapter_dir: Path) -> dict:
@@ -138,14 +144,15 @@ def install(args, out_dir: Path, base_gguf: Path) -> None:
         version = ".".join(map(str, found.version)) if found.version else "unknown"
         print(f"[ollama] ollama {version}: creating {args.model_name} ...", flush=True)
         ollama.create(found, modelfile_path, args.model_name)
-        print(f"[ollama] check: {ollama.generate(found, CHECK_QUESTION, args.model_name)[:300]}")
+        print(f"[ollama] check, a held-out spt_cluster run: {ollama.generate(found, CHECK_QUESTION, args.model_name)[:300]}")
         print(f"[ollama] ready: ollama run {args.model_name}")
     if not args.skip_llama_cpp:
         answer = llama_cpp_answer(merged_gguf, CHECK_QUESTION)
         if answer is None:
             print("[llama.cpp] llama-cpp-python is not installed; skipping the local check")
         else:
-            print(f"[llama.cpp] {CHECK_QUESTION}\n[llama.cpp] {answer}")
+            question = CHECK_QUESTION.replace("\n\n", " ")
+            print(f"[llama.cpp] a held-out spt_cluster run: {question}\n[llama.cpp] {answer}")
 
 
 def main(argv: list[str] | None = None) -> int:

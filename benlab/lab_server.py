@@ -61,10 +61,14 @@ class LocalLab:
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "LocalLab":
+    def spawn(self) -> "LocalLab":
+        """Start the server process without waiting for it (several labs then start side by side)."""
         command = [sys.executable, "-m", "benlab.lab_server", "--port", str(self.port), "--log-level", "warning"]
         # The child's banner would mix into our output (and break --json users); its warnings still go to stderr.
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
+        return self
+
+    def wait_ready(self) -> "LocalLab":
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -74,6 +78,14 @@ class LocalLab:
             time.sleep(0.1)
         self.stop()
         raise BenLabError(f"the local lab did not answer on {self.url} within {self.startup_timeout:.0f} s")
+
+    def start(self) -> "LocalLab":
+        return self.spawn().wait_ready()
+
+    def terminate(self) -> None:
+        """Ask the server to shut down, without waiting (see stop)."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -89,6 +101,14 @@ class LocalLab:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def stop_all(labs: list[LocalLab]) -> None:
+    """Stop several labs side by side: each takes a few tenths of a second to shut down."""
+    for lab in labs:
+        lab.terminate()
+    for lab in labs:
+        lab.stop()
 
 
 def env_port() -> int:

@@ -106,6 +106,15 @@ def test_same_seed_same_bytes_whatever_the_workers(campaign, lab_url, tmp_path):
     assert (tmp_path / "eval.jsonl").read_bytes() == (campaign / "eval.jsonl").read_bytes()
 
 
+def test_start_lab_runs_one_lab_per_worker_and_stops_them(campaign, tmp_path, capsys, monkeypatch):
+    started = []
+    spawn = datagen.LocalLab.spawn
+    monkeypatch.setattr(datagen.LocalLab, "spawn", lambda lab: started.append(lab) or spawn(lab))
+    assert generate("http://127.0.0.1:9", tmp_path, "--start-lab", "--workers", "2") == 0
+    assert len(started) == 2 and all(lab.process.poll() is not None for lab in started)  # both stopped
+    assert (tmp_path / "train.jsonl").read_bytes() == (campaign / "train.jsonl").read_bytes()
+
+
 def test_resume_after_a_kill_repeats_nothing(campaign, lab_url, tmp_path, monkeypatch):
     calls = []
     real_post = LabClient.post

@@ -181,7 +181,7 @@ def fake_ollama(directory, version="0.5.7", fail_create=False):
         f'echo "$PWD|$*" >> "{log}"\n'
         f'case "$1" in --version) echo "ollama version is {version}";;\n'
         f'  create) {"echo Error: unknown command ADAPTER >&2; exit 1" if fail_create else "echo success"};;\n'
-        '  run) echo "A string order near 1 means the SPT cluster phase.";;\nesac\n'
+        '  run) echo "spt_cluster needs stabilizer_mean > 0.5: here 0.86 > 0.5, yes. Answer: spt_cluster.";;\nesac\n'
     )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return log
@@ -196,7 +196,7 @@ def test_export_registers_ben_lab_with_ollama(adapter_dir, base_gguf, tmp_path, 
     assert run_main(deploy.main, argv) == 0
     calls = log.read_text().splitlines()
     assert f"{out}|create ben-lab -f {out / 'Modelfile'}" in calls
-    assert any(c.endswith("|run ben-lab " + deploy.CHECK_QUESTION) for c in calls)
+    assert f"|run ben-lab {deploy.CHECK_QUESTION}\n" in log.read_text()  # the question spans lines
     assert ("ADAPTER ./ben-lab-adapter.gguf" in (out / "Modelfile").read_text()) == (mode == "adapter")
     assert (out / "ben-lab.gguf").exists() and (out / "ben-lab-adapter.gguf").exists()
 
