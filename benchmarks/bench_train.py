@@ -3,7 +3,7 @@ loss, length-grouped dynamic padding, logits only where the loss needs them) aga
 sample padded to 1024 tokens, labels = input ids, full logits). Also: model FLOPs utilisation against a measured
 fp32 matmul peak, and peak RSS of each recipe (each runs in its own process).
 
-Usage (from the repository root): .venv/bin/python -m benchmarks.bench_train [--samples 24] [--base-model smollm2]
+Usage (from the repository root): .venv/bin/python -m benchmarks.bench_train [--samples 12] [--rounds 2] [--base-model smollm2]
 """
 
 import argparse
@@ -94,7 +94,8 @@ def run(recipe: str, samples: int, base_model: str | None, batch_size: int) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--samples", type=int, default=24)
+    parser.add_argument("--samples", type=int, default=12, help="samples per round (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=2, help="turns each recipe takes; the best counts (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=None, help="samples per step (default: finetune_ben_lab.py's)")
     parser.add_argument("--base-model", default=None, help="as finetune_ben_lab.py (default: the embedded SmolLM2)")
     parser.add_argument("--child", choices=["ours", "predecessor"], help=argparse.SUPPRESS)
@@ -108,16 +109,24 @@ def main() -> None:
         return
     peak = matmul_peak_gflops()
     print(f"fp32 matmul peak on this machine (2048x2048, torch): {peak:.1f} GFLOP/s")
+    # The recipes take turns, and each keeps its best round: this VM's speed drifts by +-30% from minute to minute.
     results = {}
-    for recipe in ("predecessor", "ours"):
-        command = [sys.executable, "-m", "benchmarks.bench_train", "--child", recipe, "--samples", str(args.samples),
-                   "--batch-size", str(args.batch_size)] + (["--base-model", args.base_model] if args.base_model else [])
-        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        results[recipe] = json.loads(out.strip().splitlines()[-1])
-        r = results[recipe]
-        print(f"{recipe:12s} {r['useful_tokens_per_second']:7.1f} useful tokens/s  ({r['processed_tokens']} tokens "
-              f"processed for {r['useful_tokens']} useful, {r['seconds']} s)  {r['model_gflops_per_second']} GFLOP/s "
-              f"= MFU {100 * r['model_gflops_per_second'] / peak:.0f}%  peak RSS {r['peak_rss_mb']} MB")
+    for round_number in range(1, args.rounds + 1):
+        for recipe in ("predecessor", "ours"):
+            command = [sys.executable, "-m", "benchmarks.bench_train", "--child", recipe, "--samples", str(args.samples),
+                       "--batch-size", str(args.batch_size)] + (["--base-model", args.base_model] if args.base_model else [])
+            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            print(f"round {round_number} {recipe:12s} {r['useful_tokens_per_second']:7.1f} useful tokens/s  "
+                  f"({r['processed_tokens']} tokens processed for {r['useful_tokens']} useful, {r['seconds']} s)  "
+                  f"{r['model_gflops_per_second']} GFLOP/s = MFU {100 * r['model_gflops_per_second'] / peak:.0f}%  "
+                  f"peak RSS {r['peak_rss_mb']} MB", flush=True)
+            best = results.get(recipe)
+            if best is None or r["useful_tokens_per_second"] > best["useful_tokens_per_second"]:
+                results[recipe] = r
+    for recipe, r in results.items():
+        print(f"best {recipe:12s} {r['useful_tokens_per_second']:7.1f} useful tokens/s, MFU "
+              f"{100 * r['model_gflops_per_second'] / peak:.0f}%, peak RSS {r['peak_rss_mb']} MB")
     speedup = results["ours"]["useful_tokens_per_second"] / results["predecessor"]["useful_tokens_per_second"]
     print(f"speed-up in useful tokens/s: {speedup:.1f}x")
 
