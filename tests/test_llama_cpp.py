@@ -89,9 +89,9 @@ def test_merged_gguf_equals_base_plus_adapter(tiny_llama, strong_adapter, tmp_pa
 
 def test_gemma3_adapter_applies_in_llama_cpp_to_the_real_gemma3_gguf(tmp_path):
     """gemma3 (its own tensor names, no rotary permutation) against the real Gemma 3 270M GGUF: the base check
-    passes, llama.cpp loads and applies the adapter, and a zero adapter changes nothing. (Its logits are not
-    compared with transformers: transformers' GGUF loading of this model already differs from llama.cpp without
-    any adapter, by up to 15 in the logits.)"""
+    passes, llama.cpp loads and applies the adapter, and a zero adapter changes nothing. (The adapter's effect is not
+    compared with PEFT's to 1e-2: on this Q4_K model the two runtimes differ by more than that without any adapter,
+    see the next test.)"""
     import json
 
     import gguf
@@ -138,3 +138,25 @@ def test_gemma3_adapter_applies_in_llama_cpp_to_the_real_gemma3_gguf(tmp_path):
     plain = cpp_logits(gguf_path)
     np.testing.assert_allclose(cpp_logits(gguf_path, zero), plain, atol=1e-3)
     assert np.abs(cpp_logits(gguf_path, adapter) - plain).max() > 0.1
+
+
+def test_transformers_and_llama_cpp_compute_the_same_gemma3():
+    """A LoRA trained on Gemma 3 in transformers is trained on the model llama.cpp runs: the same next-token choice
+    at every position of a lab sentence, logits correlated > 0.99. They are not equal: transformers multiplies the
+    dequantized fp32 weights, llama.cpp the Q4_K blocks with 8-bit activations (measured: max difference ~2-4 over
+    the 262k-word vocabulary, correlation 0.997-0.9996)."""
+    from benlab import models
+
+    base = models.resolve("gemma3-270m")
+    tokenizer = models.load_tokenizer(base)
+    ids = tokenizer("The cluster state of a spin chain has hidden topological order, measured by the string order "
+                    "parameter.")["input_ids"]
+    model = models.load_model(base, torch.float32).eval()
+    with torch.no_grad():
+        hf = model(torch.tensor([ids])).logits[0].numpy()
+    del model
+    llm = Llama(model_path=str(Path(base.path) / base.gguf_file), logits_all=True, n_ctx=64, n_threads=2, verbose=False)
+    llm.eval(ids)
+    cpp = np.array(llm.scores[: len(ids)], dtype=np.float32)
+    assert (hf.argmax(-1) == cpp.argmax(-1)).all()
+    assert min(np.corrcoef(h, c)[0, 1] for h, c in zip(hf, cpp)) > 0.99
