@@ -107,7 +107,7 @@ start_lab() {  # use the lab at JARVIS_LAB_URL when it answers, else start one o
   LAB_URL="http://127.0.0.1:$port"
   "$PY" jarvis_api.py --port "$port" --log-level warning >/dev/null &
   LAB_PID=$!
-  if ! "$PY" -m benlab.lab_client "$LAB_URL" --wait 60 >/dev/null; then
+  if ! "$PY" -m benlab.lab_client "$LAB_URL" --wait 60 --pid "$LAB_PID" >/dev/null; then
     echo "error: the local lab did not start on port $port; run 'python jarvis_api.py' to see why" >&2
     exit 2
   fi

@@ -144,7 +144,8 @@ def install(args, out_dir: Path, base_gguf: Path) -> None:
         version = ".".join(map(str, found.version)) if found.version else "unknown"
         print(f"[ollama] ollama {version}: creating {args.model_name} ...", flush=True)
         ollama.create(found, modelfile_path, args.model_name)
-        print(f"[ollama] check, a held-out spt_cluster run: {ollama.generate(found, CHECK_QUESTION, args.model_name)[:300]}")
+        answer = ollama.generate(found, CHECK_QUESTION, args.model_name)
+        print(f"[ollama] check, a held-out spt_cluster run: {answer[:300]}")
         print(f"[ollama] ready: ollama run {args.model_name}")
     if not args.skip_llama_cpp:
         answer = llama_cpp_answer(merged_gguf, CHECK_QUESTION)

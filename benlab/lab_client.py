@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
@@ -59,22 +60,33 @@ class LabClient:
         )
 
 
+def process_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
+    from benlab.lab_server import wait_healthy
+
     parser = argparse.ArgumentParser(
         prog="python -m benlab.lab_client",
         description="Check that a Jarvis Lab API answers on /health: exit 0 when it does, 1 when it does not.",
     )
     parser.add_argument("url", help="the lab, e.g. http://127.0.0.1:8000")
     parser.add_argument("--wait", type=float, default=0.0, help="keep asking for this many seconds (default: ask once)")
+    parser.add_argument("--pid", type=int, default=None, help="stop waiting as soon as this process (the lab) has exited")
     args = parser.parse_args(argv)
-    client = LabClient(args.url)
-    deadline = time.monotonic() + args.wait
-    while not client.is_up():
-        if time.monotonic() >= deadline:
-            print(f"no lab answers at {client.url}/health", file=sys.stderr)
-            return 1
-        time.sleep(0.1)
-    print(f"lab up at {client.url}")
+    url = args.url.rstrip("/")
+    running = (lambda: process_running(args.pid)) if args.pid else (lambda: True)
+    if not wait_healthy(url, args.wait, running):
+        print(f"no lab answers at {url}/health", file=sys.stderr)
+        return 1
+    print(f"lab up at {url}")
     return 0
 
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -52,6 +53,17 @@ def is_healthy(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+def wait_healthy(url: str, seconds: float, running: Callable[[], bool] = lambda: True) -> bool:
+    """Ask /health every 0.1 s until it answers (True), or `seconds` pass or `running()` turns false (False)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if is_healthy(url, timeout=0.5):
+            return True
+        if not running() or time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
 class LocalLab:
     """A lab server in a child process on a free loopback port; a context manager that always stops it."""
 
@@ -69,13 +81,10 @@ class LocalLab:
         return self
 
     def wait_ready(self) -> "LocalLab":
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BenLabError(f"the local lab exited with code {self.process.returncode} while starting on port {self.port}")
-            if is_healthy(self.url, timeout=0.5):
-                return self
-            time.sleep(0.1)
+        if wait_healthy(self.url, self.startup_timeout, running=lambda: self.process.poll() is None):
+            return self
+        if self.process.poll() is not None:
+            raise BenLabError(f"the local lab exited with code {self.process.returncode} while starting on port {self.port}")
         self.stop()
         raise BenLabError(f"the local lab did not answer on {self.url} within {self.startup_timeout:.0f} s")
 
@@ -88,13 +97,14 @@ class LocalLab:
             self.process.terminate()
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is None:
+            return
+        self.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
     def __enter__(self) -> "LocalLab":
         return self.start()

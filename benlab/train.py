@@ -43,7 +43,7 @@ class TrainConfig:
     epochs: float = 1.0
     max_steps: int = -1
     # One sample per update: a CPU-sized run is ~300 updates, and the identification rule is learned only with that
-    # many (batch 8: 38 updates, 41%; batch 2: 155 updates, 80%; batch 1: 100% on held-out runs). On a GPU, raise
+    # many (batch 8: 38 updates, 41%; batch 2: 155 updates, 80%; batch 1: 97-100% on held-out runs). On a GPU, raise
     # --batch-size for throughput.
     batch_size: int = 1
     grad_accum: int = 1
@@ -204,7 +204,7 @@ class GracefulStop:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nCtrl-C: saving a checkpoint after this step (press Ctrl-C again to stop without saving)",
+        print("\nstopping: saving a checkpoint after this step (press Ctrl-C again to stop without saving)",
               file=sys.stderr, flush=True)
 
     def __exit__(self, *exc):

@@ -4,6 +4,7 @@ with a space, on a tiny llama built in the test: lab -> data -> LoRA -> GGUF -> 
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -62,3 +63,14 @@ def test_interrupt_stops_the_lab_the_script_started(tmp_path, how):
     assert "[lab] stopped the local lab this run started" in rest and "interrupted" in err
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{started}/health", timeout=2)
+
+
+def test_lab_check_used_by_the_script(lab_url):
+    from benlab import lab_client
+
+    assert lab_client.main([lab_url]) == 0
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    start = time.monotonic()  # a lab process that died is not waited for
+    assert lab_client.main([f"http://127.0.0.1:{free_port()}", "--wait", "30", "--pid", str(gone.pid)]) == 1
+    assert time.monotonic() - start < 5
