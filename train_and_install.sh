@@ -80,8 +80,8 @@ step() {  # step NUMBER NAME OUTPUT COMMAND...: run unless skipped or already do
 data_args=()
 train_args=()
 if [ "$QUICK" -eq 1 ]; then
-  data_args=(--phase-experiments 10 --tri-tests 12 --discovery-runs 3 --drift-runs 8)
-  train_args=(--max-steps 4)
+  data_args=(--phase-experiments 10 --tri-tests 12 --discovery-runs 3 --drift-runs 8 --loop-runs 8)
+  train_args=(--max-steps 4 --general-replay 4)
 fi
 [ -n "$BASE_MODEL" ] && train_args+=(--base-model "$BASE_MODEL")
 
@@ -124,7 +124,7 @@ make_data() {
 
 step 1 "data" "$DATA/lab_instructions.jsonl" make_data
 step 2 "fine-tune" "$LORA/adapter_model.safetensors" \
-  "$PY" finetune_ben_lab.py --data "$DATA/lab_instructions.jsonl" --eval-data "$DATA/lab_eval.jsonl" \
+  "$PY" finetune_ben_lab.py --data "$DATA/lab_instructions.jsonl" "$DATA/lab_doc_instructions.jsonl" --eval-data "$DATA/lab_eval.jsonl" \
   --output-dir "$LORA" "${train_args[@]}"
 step 3 "GGUF" "$OUT_DIR/ben-lab.gguf" \
   "$PY" export_ben_lab.py --step gguf --adapter-dir "$LORA" --out-dir "$OUT_DIR"
@@ -135,8 +135,9 @@ if [ "$EVALUATE" -eq 1 ]; then
   echo "[eval] base vs fine-tuned on the held-out questions (--skip-eval skips this) ..."
   start=$SECONDS
   eval_args=()
-  [ "$QUICK" -eq 1 ] && eval_args=(--limit 12)
-  "$PY" evaluate_ben_lab.py --adapter-dir "$LORA" --eval-data "$DATA/lab_eval.jsonl" --out-dir "$OUT_DIR/eval" "${eval_args[@]}"
+  [ "$QUICK" -eq 1 ] && eval_args=(--limit 4)
+  "$PY" evaluate_ben_lab.py --adapter-dir "$LORA" --eval-data "$DATA/lab_eval.jsonl" --out-dir "$OUT_DIR/eval" \
+    --gguf "$OUT_DIR/ben-lab.gguf" "${eval_args[@]}"
   echo "[eval] done in $((SECONDS - start)) s: $OUT_DIR/eval/report.md"
 fi
 
@@ -148,7 +149,8 @@ ben-lab is built. Artifacts:
   $OUT_DIR/ben-lab-adapter.gguf, $OUT_DIR/ben-lab.gguf  GGUF adapter and merged model
   $OUT_DIR/Modelfile                                    for Ollama
   $OUT_DIR/eval/report.md                               how much better it got at the lab than the base model
-Chat with it:
+Chat with it (it runs lab experiments for you):
+  $PY $ROOT/chat_with_lab.py --start-lab --gguf "$OUT_DIR/ben-lab.gguf"   (Ollama's ben-lab when installed, else llama.cpp)
   ollama run ben-lab                                     (when Ollama is installed and the model was created)
   $PY -m llama_cpp.server --model "$OUT_DIR/ben-lab.gguf"   (llama.cpp, OpenAI-compatible server)
 EOF

@@ -26,15 +26,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from benlab import samples
+from benlab import samples, tool_samples, tools
 from benlab.common import BenLabError, atomic_write
 from benlab.lab_client import LabClient
 from benlab.lab_server import LocalLab, stop_all
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-CATEGORIES = ("phase", "tri", "discovery", "drift")
-PATHS = {"phase": "/run_phase_experiment", "tri": "/tri", "discovery": "/discovery", "drift": "/replay_drift"}
+CATEGORIES = ("phase", "tri", "drift", "loop")
+PATHS = {"phase": "/run_phase_experiment", "tri": "/tri", "drift": "/replay_drift"}
+# Lab-loop conversations per --loop-runs, by tool; discovery conversations have their own count (--discovery-runs).
+LOOP_SHARES = {"run_phase": 0.4, "tri": 0.35, "replay_drift": 0.25}
 DISCOVERY_SEED_BASE = 2**30
+HELD_OUT_TOOL_CALLS = 40
+HELD_OUT_QUESTIONS = 20  # held-out measurement questions, scripted lab sessions and raw phase results
 
 
 @dataclass(frozen=True)
@@ -81,48 +85,48 @@ def drift_body(rng: random.Random, split: str) -> dict:
     }
 
 
-def discovery_body(rng: random.Random, index: int) -> dict:
-    phases = rng.sample(samples.PHASES, rng.choice([2, 3, 4, 4]))
-    phases.sort(key=samples.PHASES.index)
-    return {
-        "phases": phases,
-        "num_per_phase": rng.choice([4, 6, 8]),
-        # Sometimes fewer clusters than phases, so that some must mix.
-        "k": rng.choice([None, None, len(phases) - 1]) if len(phases) > 2 else None,
-        "iterations": 25,
-        "system_size": 8,
-        "depth": rng.choice([2, 4, 8]),
-        "noise": rng.choice([0.02, 0.05, 0.1, 0.3, 0.5]),
-        "seed": DISCOVERY_SEED_BASE + 1000 * index,
-    }
-
-
 @dataclass(frozen=True)
 class Counts:
-    phase: int = 40  # per phase
-    tri: int = 60
-    discovery: int = 15
-    drift: int = 40
+    phase: int = 10  # per phase: identification questions
+    tri: int = 48  # TRI runs, paired into comparisons
+    discovery: int = 4  # discovery conversations (request, TOOL line, result, explanation)
+    drift: int = 32  # drift sweeps: drift classification
+    loop: int = 40  # lab-loop conversations of the other tools
+
+    def loop_jobs(self) -> dict[str, int]:
+        jobs = {tool: round(share * self.loop) for tool, share in LOOP_SHARES.items()}
+        return {**jobs, "discovery": self.discovery}
+
+
+def loop_job(rng: random.Random, tool: str, split: str, key: str) -> Job:
+    seed = experiment_seed(rng, split) if tool != "discovery" else DISCOVERY_SEED_BASE + 2 * rng.randrange(2**20) + (split == "eval")
+    return Job(key, split, "loop", {"tool": tool, "args": tool_samples.draw_args(rng, tool, seed)})
 
 
 def plan_campaign(counts: Counts, seed: int, eval_fraction: float) -> list[Job]:
-    """Every request of the campaign, in a fixed order drawn from `seed`."""
+    """Every request of the campaign, in a fixed order drawn from `seed`. Held-out runs are twice the fraction of
+    the training counts: each checkable question needs its own run (a pair for TRI comparisons)."""
     rng = random.Random(seed)
     jobs: list[Job] = []
     for split in ("train", "eval"):
-        scale = 1.0 if split == "train" else eval_fraction
-        n_phase = counts.phase if split == "train" else math.ceil(scale * counts.phase)
-        # Held-out TRI and drift runs are doubled: each checkable question needs one run (drift) or a pair (TRI).
-        n_tri = counts.tri if split == "train" else math.ceil(2 * scale * counts.tri)
-        n_drift = counts.drift if split == "train" else math.ceil(2 * scale * counts.drift)
+        scale = (lambda n: n) if split == "train" else (lambda n: math.ceil(2 * eval_fraction * n))
         for phase in samples.PHASES:
-            for i in range(n_phase):
+            for i in range(scale(counts.phase)):
                 jobs.append(Job(f"{split}/phase/{phase}/{i}", split, "phase", phase_body(rng, phase, split)))
-        jobs += [Job(f"{split}/tri/{i}", split, "tri", tri_body(rng, split)) for i in range(n_tri)]
-        jobs += [Job(f"{split}/drift/{i}", split, "drift", drift_body(rng, split)) for i in range(n_drift)]
-        if split == "train":  # discovery mixes many seeds; it only feeds training
-            jobs += [Job(f"train/discovery/{i}", split, "discovery", discovery_body(rng, i)) for i in range(counts.discovery)]
+        jobs += [Job(f"{split}/tri/{i}", split, "tri", tri_body(rng, split)) for i in range(scale(counts.tri))]
+        jobs += [Job(f"{split}/drift/{i}", split, "drift", drift_body(rng, split)) for i in range(scale(counts.drift))]
+        for tool, n in counts.loop_jobs().items():
+            if split == "eval" and tool != "run_phase":
+                continue  # held-out raw TRI and drift results come from the held-out tri and drift runs
+            n = max(HELD_OUT_QUESTIONS, scale(n)) if split == "eval" else n
+            jobs += [loop_job(rng, tool, split, f"{split}/loop/{tool}/{i}") for i in range(n)]
     return jobs
+
+
+def request_of(job: Job) -> tuple[str, dict]:
+    if job.category == "loop":
+        return tools.TOOL_PATHS[job.body["tool"]], job.body["args"]
+    return PATHS[job.category], job.body
 
 
 def campaign_id(jobs: list[Job]) -> str:
@@ -189,7 +193,7 @@ def run_jobs(clients: list[LabClient], jobs: list[Job], journal: Journal, worker
                 continue
             with tqdm(total=total, initial=total - len(todo), desc=f"{category:9s}", unit="exp") as bar:
                 def fetch(job: Job) -> None:
-                    journal.add(job.key, client().post(PATHS[job.category], job.body))
+                    journal.add(job.key, client().post(*request_of(job)))
                     bar.update()
 
                 for _ in pool.map(fetch, todo):
@@ -205,7 +209,7 @@ def job_rng(seed: int, key: str) -> random.Random:
     return random.Random(f"{seed}:{key}")
 
 
-def build_samples(jobs: list[Job], responses: dict[str, dict], seed: int) -> tuple[list[dict], list[dict], int]:
+def build_samples(jobs: list[Job], responses: dict[str, dict], seed: int, counts: Counts) -> tuple[list[dict], list[dict], int]:
     """(training samples, held-out samples, experiments skipped because their fingerprint was ambiguous)."""
     train: list[dict] = []
     held_out: list[dict] = []
@@ -217,51 +221,98 @@ def build_samples(jobs: list[Job], responses: dict[str, dict], seed: int) -> tup
         if job.category == "phase":
             values = samples.measurements(response)
             if not samples.has_physics(values):
-                if job.split == "train":
-                    out.append(samples.phase_explanation(response, rng))
                 continue
             if samples.fingerprint_phase(values) != response["phase_type"]:
                 skipped += 1
                 continue
-            # Every run becomes an identification question; one in eight also an explanation, three in eight an
-            # entanglement question (short). Long answers of the other kinds are sampled too (TRI explanations and
-            # drift explanations one in three) so the default run fits 10 minutes of CPU.
-            index = job_index(job)
-            if job.split == "train" and index % 8 == 0:
-                out.append(samples.phase_explanation(response, rng))
-            if job.split == "train" and index % 8 in (2, 4, 6):
-                out.append(samples.entanglement_answer(response, rng))
             out.append(samples.phase_identification(response, rng))
         elif job.category == "tri":
-            if job.split == "train" and job_index(job) % 3 == 0:
-                out.append(samples.tri_explanation(response, rng))
             if response.get("feature_names"):  # comparisons reason with the new lab's physics
                 tri_runs[job.split].append(response)
         elif job.category == "drift":
             params = {**job.body, "noise": job.body.get("noise", 0.05)}
-            if job.split == "train" and job_index(job) % 3 == 0:
-                out.append(samples.drift_explanation(response, params, rng))
             if response.get("feature_names"):
-                out.append(samples.drift_classification(response, params, rng))
-        elif job.category == "discovery":
-            out.append(samples.discovery_explanation(response, job.body, rng))
+                sample = samples.drift_classification(response, params, rng)
+                if sample:
+                    out.append(sample)
+                if job.split == "eval":  # the same run as a raw lab result
+                    call = {"phase_type": job.body["phase_type"], "system_size": job.body["system_size"],
+                            "base_depth": job.body["base_depth"], "noise": job.body["noise"], "seed": job.body["seed"]}
+                    out.append(tool_samples.tool_result_sample(rng, "replay_drift", call, response, "eval", "result_drift"))
+        elif job.category == "loop":
+            tool, args = job.body["tool"], job.body["args"]
+            physics = samples.has_physics(samples.measurements(response)) if tool == "run_phase" else True
+            if tool == "run_phase" and physics and samples.fingerprint_phase(samples.measurements(response)) != response["phase_type"]:
+                skipped += 1
+                continue
+            if job.split == "eval" and not physics:
+                continue  # no phase to check in the original lab's unnamed features
+            if job.split == "eval":
+                out.append(tool_samples.tool_result_sample(rng, tool, args, response, "eval", "result_phase"))
+                continue
+            out.append(tool_samples.tool_result_sample(rng, tool, args, response, "train"))
+            if tool == "run_phase" and physics and job_index(job) % 5 == 0:
+                out.append(tool_samples.follow_up_sample(rng, args, response))
     for split, runs in tri_runs.items():
         out = train if split == "train" else held_out
         for i, a in enumerate(runs):
             b = runs[(i + 1) % len(runs)]
-            if split == "train" and i % 3 == 2:  # two pairs in three: the default run fits 10 minutes of CPU
+            if split == "train" and i % 3 == 2:  # two pairs in three: the default run fits the CPU budget
                 continue
             if a is not b and samples.comparable(a, b):
-                out.append(samples.tri_comparison(a, b, job_rng(seed, f"{split}/pair/{i}")))
+                rng = job_rng(seed, f"{split}/pair/{i}")
+                out.append(samples.tri_comparison(a, b, rng))
+                if split == "eval":
+                    out.append(raw_tri_comparison(a, b, rng))
+    train += lab_free_samples(seed, counts, "train")
+    held_out += lab_free_samples(seed, counts, "eval")
     return train, held_out, skipped
+
+
+def raw_tri_comparison(a: dict, b: dict, rng: random.Random) -> dict:
+    """Two raw /tri results in the question (the evaluation's result_tri_compare)."""
+    sample = samples.tri_comparison(a, b, rng, kind="result_tri_compare")
+    question = (f"{rng.choice(samples.COMPARE_TRI)}\n\nRun A: {tools.result_message(a)}\n\n"
+                f"Run B: {tools.result_message(b)}")
+    sample["instruction"], sample["input"] = question, ""
+    sample["messages"][1]["content"] = question
+    return sample
+
+
+def lab_free_samples(seed: int, counts: Counts, split: str) -> list[dict]:
+    """Samples that need no lab run: requests that become a TOOL line, measurement questions without a result,
+    requests the lab cannot run, the lab's concepts; for the evaluation also the scripted lab sessions."""
+    n_calls, n_measure = 2 * counts.loop, round(0.8 * counts.loop)
+    if split == "eval":  # they cost no lab time: enough for a share to mean something
+        n_calls, n_measure = HELD_OUT_TOOL_CALLS, HELD_OUT_QUESTIONS
+    rows = []
+    tool_names = list(tools.TOOL_PATHS)
+    for i in range(n_calls):
+        rng = job_rng(seed, f"{split}/tool_call/{i}")
+        tool = tool_names[i % len(tool_names)]
+        seed_i = experiment_seed(rng, split)
+        rows.append(tool_samples.tool_call_sample(rng, tool, tool_samples.draw_args(rng, tool, seed_i), split))
+    for i in range(n_measure):
+        rng = job_rng(seed, f"{split}/measurement/{i}")
+        rows.append(tool_samples.measurement_question_sample(rng, split, experiment_seed(rng, split)))
+    rows += tool_samples.concept_samples(split)
+    if split == "train":
+        rows += [tool_samples.refusal_sample(job_rng(seed, f"train/refusal/{i}"), split) for i in range(counts.loop // 4)]
+    else:
+        rows += [tool_samples.lab_session(job_rng(seed, f"eval/session/{i}"),
+                                          tool_samples.SESSION_TOOLS[i % len(tool_samples.SESSION_TOOLS)],
+                                          experiment_seed(job_rng(seed, f"eval/session-seed/{i}"), split))
+                 for i in range(HELD_OUT_QUESTIONS)]
+    return rows
 
 
 def distinct(rows: list[dict]) -> list[dict]:
     seen: set[str] = set()
     unique = []
     for row in rows:
-        if row["output"] not in seen:
-            seen.add(row["output"])
+        key = json.dumps(row["messages"], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
             unique.append(row)
     return unique
 
@@ -306,13 +357,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tri-tests", type=int, default=Counts.tri, help="TRI tests (default %(default)s)")
     parser.add_argument("--discovery-runs", type=int, default=Counts.discovery, help="discovery runs (default %(default)s)")
     parser.add_argument("--drift-runs", type=int, default=Counts.drift, help="replay-drift runs (default %(default)s)")
+    parser.add_argument("--loop-runs", type=int, default=Counts.loop,
+                        help="lab-loop conversations (request, TOOL line, lab result, explanation) of run_phase, tri "
+                        "and replay_drift; the TOOL-line, measurement and refusal samples scale with it (default %(default)s)")
     parser.add_argument("--eval-fraction", type=float, default=0.25,
                         help="held-out experiments as a fraction of the training counts (default %(default)s)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel requests (default %(default)s)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run without repeating finished requests")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default %(default)s)")
     args = parser.parse_args(argv)
-    for name in ("phase_experiments", "tri_tests", "discovery_runs", "drift_runs"):
+    for name in ("phase_experiments", "tri_tests", "discovery_runs", "drift_runs", "loop_runs"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
     if not 0.0 <= args.eval_fraction < 1.0:
@@ -325,7 +379,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
-    counts = Counts(args.phase_experiments, args.tri_tests, args.discovery_runs, args.drift_runs)
+    counts = Counts(args.phase_experiments, args.tri_tests, args.discovery_runs, args.drift_runs, args.loop_runs)
     jobs = plan_campaign(counts, args.seed, args.eval_fraction)
     with ExitStack() as stack:
         clients = [LabClient(args.api_url, timeout=args.timeout)]
@@ -350,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             responses = run_jobs(clients, jobs, journal, args.workers)
         finally:
             journal.close(remove=False)
-    train, held_out, skipped = build_samples(jobs, responses, args.seed)
+    train, held_out, skipped = build_samples(jobs, responses, args.seed, counts)
     train, held_out = distinct(train), distinct(held_out)
     if not train:
         raise BenLabError("the campaign produced no training samples; raise the experiment counts")

@@ -10,7 +10,7 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from benlab import ollama, samples
+from benlab import ollama, samples, tool_samples
 from benlab.common import BenLabError
 from benlab.lab_client import LabClient
 from benlab.lab_server import LocalLab
@@ -34,17 +34,23 @@ def walkthrough(args) -> None:
     for name, value in zip(result["feature_names"], result["feature_vector"]):
         print(f"      {name:24s} {value: .3f}")
     pause(args)
-    print("\n[2/4] The training samples this experiment becomes (chat messages, system prompt as in the Modelfile):")
+    print("\n[2/4] The training samples this experiment becomes: the lab-loop conversation (request, TOOL line, the "
+          "lab's JSON, an explanation that quotes it) and an identification question:")
     rng = random.Random(0)
-    for sample in (samples.phase_explanation(result, rng), samples.phase_identification(result, rng)):
-        print(f"  user:      {sample['messages'][1]['content']}\n  assistant: {sample['output']}\n")
+    for sample in (tool_samples.tool_result_sample(rng, "run_phase", body, result, "train"),
+                   samples.phase_identification(result, rng)):
+        for message in sample["messages"][1:]:
+            text = message["content"]
+            print(f"  {message['role'] + ':':10s} {text if len(text) < 400 else text[:400] + ' ...'}")
+        print()
     pause(args)
     print("[3/4] LoRA on the base model (loading it takes ~20-40 s on a CPU) ...", flush=True)
     lora_size(args.base_model)
     pause(args)
     print("\n[4/4] The Modelfile that registers the model in Ollama as ben-lab:\n")
     print(Path(args.modelfile).read_text() if Path(args.modelfile).is_file() else "(no Modelfile yet: run ./train_and_install.sh)")
-    print("Next: ./train_and_install.sh builds it all; demo_ben_lab_lora.py --chat talks to the result.")
+    print("Next: ./train_and_install.sh builds it all; chat_with_lab.py --start-lab talks to the result and lets it "
+          "run the lab.")
 
 
 def lora_size(base_model: str | None) -> None:

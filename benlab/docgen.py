@@ -88,8 +88,10 @@ def doc_samples(docs_dir: Path, seed: int) -> list[dict]:
                 rng = random.Random(f"{seed}:{path}:{heading}:{i}")
                 question = rng.choice(QUESTIONS).format(topic=topic)
                 source = str(path.relative_to(docs_dir.parent)) if docs_dir.parent in path.parents else str(path)
+                # Said to come from the page it quotes: its numbers are the documentation's, not measurements.
+                answer = f"From the lab documentation ({source}): {answer}"
                 rows.append(samples.make_sample("documentation", question, "", answer, {"source": source},
-                                                samples.Quotes(), section=heading))
+                                                samples.Quotes(), section=heading, source=source))
     return rows
 
 

@@ -5,6 +5,12 @@ a user sees them answered: the model writes its own reasoning (greedy, up to "An
 is scored by its log-likelihood after that reasoning, as lm-evaluation-harness does for multiple choice; the
 highest-scoring candidate is the model's answer. The same questions are put to the model with the adapter on
 (fine-tuned) and off (base), and the held-out loss on the full answers is reported for both.
+
+The other skills are judged on the model's own greedy answer (benlab/skills.py): the TOOL line for a request, the
+explanation of a raw lab result (its phase, TRI order or drift class, and whether its quoted numbers are the
+result's), measurement questions without a result (does it present a number as measured?), concept questions (are
+the key facts there?), general-knowledge probes (does it keep what the base knew?), and scripted lab sessions run
+through chat_with_lab.py with a live lab and llama.cpp.
 """
 
 from __future__ import annotations
@@ -14,32 +20,36 @@ import json
 import time
 from pathlib import Path
 
+from benlab import skills
 from benlab.common import BenLabError, atomic_write
+from benlab.generation import generate_replies, prompt_text
 from benlab.samples import ANSWER_MARK
 
 QUESTION_TYPES = {"phase_identification": 4, "tri_comparison": 2, "drift_class": 3}  # type -> number of choices
+SESSION_TOKENS = 256  # per reply in a scripted lab session; an explanation takes about 200
 REASONING_TOKENS = 120  # longest reasoning kept; the training answers reach "Answer:" within about 100 tokens
-GENERATION_BATCH = 32  # decoding reads every weight once per step: wide batches share that cost
 
 
-def read_questions(path: Path) -> list[dict]:
+def read_questions(path: Path) -> tuple[list[dict], list[dict], list[dict]]:
+    """(multiple-choice questions, rows whose generated answer is judged, scripted lab sessions)."""
     from benlab.train import read_chats
 
-    chats = read_chats(str(path))  # validates the file, with line numbers
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    questions = []
-    for row, chat in zip(rows, chats):
+    read_chats(str(path))  # validates the file, with line numbers
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    questions, generated, sessions = [], [], []
+    for row in rows:
         meta = row.get("meta", {})
         if meta.get("kind") in QUESTION_TYPES and meta.get("answer") in meta.get("choices", []):
-            questions.append({"kind": meta["kind"], "answer": meta["answer"], "choices": meta["choices"], "chat": chat})
-    if not questions:
+            questions.append({"kind": meta["kind"], "answer": meta["answer"], "choices": meta["choices"],
+                              "chat": row["messages"]})
+        elif meta.get("kind") in skills.GENERATED:
+            generated.append(row)
+        elif meta.get("kind") == "lab_session":
+            sessions.append(row)
+    if not questions and not generated:
         raise BenLabError(f"{path} has no checkable questions (meta.answer and meta.choices); regenerate it with "
                           "generate_lab_training_data.py")
-    return questions
-
-
-def prompt_text(tokenizer, chat: list[dict]) -> str:
-    return tokenizer.apply_chat_template(chat[:-1], tokenize=False, add_generation_prompt=True)
+    return questions, generated, sessions
 
 
 def until_answer(text: str) -> str:
@@ -49,28 +59,9 @@ def until_answer(text: str) -> str:
 
 
 def reasonings(model, tokenizer, chats: list[list[dict]], bar=None) -> list[str]:
-    """Each question's reasoning as the model writes it: greedy decoding in left-padded batches, stopped at
-    "Answer:" or after REASONING_TOKENS tokens."""
-    import torch
-
-    texts = []
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # generation appends on the right, so the padding goes on the left
-    try:
-        for start in range(0, len(chats), GENERATION_BATCH):
-            prompts = [prompt_text(tokenizer, chat) for chat in chats[start : start + GENERATION_BATCH]]
-            batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-            with torch.no_grad():
-                out = model.generate(**batch, max_new_tokens=REASONING_TOKENS, do_sample=False, top_p=None, top_k=None,
-                                     temperature=None, stop_strings=[ANSWER_MARK], tokenizer=tokenizer,
-                                     pad_token_id=tokenizer.pad_token_id)
-            for row in out[:, batch["input_ids"].shape[1] :]:
-                texts.append(until_answer(tokenizer.decode(row, skip_special_tokens=True)))
-            if bar is not None:
-                bar.update(len(prompts))
-    finally:
-        tokenizer.padding_side = side
-    return texts
+    """Each question's reasoning as the model writes it: greedy, stopped at "Answer:" or after REASONING_TOKENS."""
+    texts = generate_replies(model, tokenizer, chats, REASONING_TOKENS, stop_strings=[ANSWER_MARK], bar=bar)
+    return [until_answer(text) for text in texts]
 
 
 def choice_scores(model, tokenizer, chat: list[dict], choices: list[str], reasoning: str = "") -> list[float]:
@@ -131,34 +122,89 @@ def heldout_loss(model, tokenizer, chats: list[list[dict]]) -> float:
     return total / max(tokens, 1)
 
 
-def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None) -> dict:
+def generated_answers(model, tokenizer, rows: list[dict], bar=None) -> list[str]:
+    """Each row's answer, generated per kind with that kind's token budget."""
+    answers = [""] * len(rows)
+    for kind, (_, tokens) in skills.GENERATED.items():
+        index = [i for i, row in enumerate(rows) if row["meta"]["kind"] == kind]
+        replies = generate_replies(model, tokenizer, [rows[i]["messages"] for i in index], tokens, bar=bar)
+        for i, reply in zip(index, replies):
+            answers[i] = reply
+    return answers
+
+
+def run_sessions(sessions: list[dict], gguf: Path, lab_url: str, bar=None) -> list[dict]:
+    """Each scripted session through `chat_with_lab.py --once QUESTION --json` on llama.cpp and the live lab."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "chat_with_lab.py"
+    results = []
+    for row in sessions:
+        question = row["messages"][1]["content"]
+        run = subprocess.run([sys.executable, str(script), "--once", question, "--json", "--backend", "llama-cpp",
+                              "--gguf", str(gguf), "--api-url", lab_url, "--max-tokens", str(SESSION_TOKENS)],
+                             capture_output=True, text=True, timeout=600)
+        if run.returncode != 0:
+            raise BenLabError(f"chat_with_lab.py failed on a session ({run.stderr.strip().splitlines()[-1:]})")
+        exchange = json.loads(run.stdout)
+        results.append({"question": question, "answer": exchange["turns"][-1]["answer"],
+                        "calls": exchange["turns"][-1]["calls"], **skills.session_right(row["meta"], exchange)})
+        if bar is not None:
+            bar.update()
+    return results
+
+
+def base_gguf(base) -> Path | None:
+    """The GGUF file the base model was loaded from (the embedded default), if any."""
+    if base.gguf_file:
+        return Path(base.path) / base.gguf_file
+    return None
+
+
+def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merged_gguf: Path | None = None) -> dict:
     import torch
     from peft import PeftModel
     from tqdm import tqdm
 
+    from benlab.lab_server import LocalLab
     from benlab.models import BaseModel, load_model
+    from benlab.train import precision_settings
 
     metrics_path = adapter_dir / "metrics.json"
     if not metrics_path.is_file():
         raise BenLabError(f"{adapter_dir} has no metrics.json; train first with finetune_ben_lab.py")
-    questions = read_questions(eval_path)[:limit]
+    questions, generated, sessions = read_questions(eval_path)
+    questions, generated, sessions = questions[:limit], generated[:limit], sessions[:limit]
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir)  # the trained tokenizer, with its chat template
     base = BaseModel(**json.loads(metrics_path.read_text())["base_model"])
-    print(f"[eval] loading {base.name} and the adapter from {adapter_dir}", flush=True)
-    model = PeftModel.from_pretrained(load_model(base, torch.float32), adapter_dir).eval()
+    # bf16 where the CPU (or GPU) has it natively, as in training: generation is 1.8x faster than fp32 on 2 cores.
+    precision = precision_settings("auto")[0]
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    print(f"[eval] loading {base.name} ({precision}) and the adapter from {adapter_dir}", flush=True)
+    model = PeftModel.from_pretrained(load_model(base, dtype), adapter_dir).eval()
     results = {kind: {"base": 0, "finetuned": 0, "n": 0, "chance": round(1 / n, 3)} for kind, n in QUESTION_TYPES.items()}
     chats = [q["chat"] for q in questions]
-    answers, losses = {}, {}
-    with tqdm(total=4 * len(questions), desc="answering", unit="q") as bar:
-        with model.disable_adapter():
-            answers["base"] = answer_all(model, tokenizer, questions, bar)
-            losses["base"] = heldout_loss(model, tokenizer, chats)
-        # The adapter merged into the weights: the same model, without the adapter's per-layer overhead.
-        model = model.merge_and_unload()
-        answers["finetuned"] = answer_all(model, tokenizer, questions, bar)
-        losses["finetuned"] = heldout_loss(model, tokenizer, chats)
+    probes = skills.probe_chats()[: limit and 4 * limit]
+    answers, losses, texts, probe_answers = {}, {}, {}, {}
+    total = 2 * (2 * len(questions) + len(generated) + len(probes))
+    with tqdm(total=total, desc="answering", unit="q") as bar:
+        for name in ("base", "finetuned"):
+            if name == "base":
+                with model.disable_adapter():
+                    answers[name] = answer_all(model, tokenizer, questions, bar)
+                    texts[name] = generated_answers(model, tokenizer, generated, bar)
+                    probe_answers[name] = generate_replies(model, tokenizer, probes, skills.PROBE_TOKENS, bar=bar)
+                    losses[name] = heldout_loss(model, tokenizer, chats)
+                # The adapter merged into the weights: the same model, without the adapter's per-layer overhead.
+                model = model.merge_and_unload()
+            else:
+                answers[name] = answer_all(model, tokenizer, questions, bar)
+                texts[name] = generated_answers(model, tokenizer, generated, bar)
+                probe_answers[name] = generate_replies(model, tokenizer, probes, skills.PROBE_TOKENS, bar=bar)
+                losses[name] = heldout_loss(model, tokenizer, chats)
     predictions = []
     for i, question in enumerate(questions):
         entry = results[question["kind"]]
@@ -173,21 +219,86 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None) -> di
     for entry in results.values():
         for name in ("base", "finetuned"):
             entry[name] = round(entry[name] / entry["n"], 4) if entry["n"] else None
+    # Generated answers, judged.
+    counts: dict[str, dict] = {}
+    quoted = {"base": [0, 0], "finetuned": [0, 0]}
+    for i, row in enumerate(generated):
+        key = skills.GENERATED[row["meta"]["kind"]][0]
+        entry = counts.setdefault(key, {"base": 0, "finetuned": 0, "n": 0})
+        entry["n"] += 1
+        prediction = {"kind": row["meta"]["kind"], "question": row["messages"][-2]["content"][:2000],
+                      "expected": row["messages"][-1]["content"]}
+        for name in ("base", "finetuned"):
+            judged = skills.verdict(row, texts[name][i])
+            # invented_measurements counts the failures (lower is better); the other keys count successes
+            entry[name] += (not judged["ok"]) if key == "invented_measurements" else judged["ok"]
+            if "quoted" in judged:
+                quoted[name][0] += judged["quoted_right"]
+                quoted[name][1] += judged["quoted"]
+            prediction[name] = {"answer": texts[name][i], **judged}
+        predictions.append(prediction)
+    for key, entry in counts.items():
+        results[key] = {name: round(entry[name] / entry["n"], 4) for name in ("base", "finetuned")} | {"n": entry["n"]}
+    if quoted["finetuned"][1] or quoted["base"][1]:
+        results["quoted_values"] = {name: round(g / n, 4) if n else None for name, (g, n) in quoted.items()}
+        results["quoted_values"]["n"] = quoted["finetuned"][1]
+    # General knowledge: of the probes the base answers right, the share the fine-tuned model still does.
+    right = {name: {i for i, a in enumerate(probe_answers[name]) if skills.probe_right(i, a)} for name in probe_answers}
+    kept = right["finetuned"] & right["base"]
+    results["general_retention"] = {"base": 1.0 if right["base"] else None,
+                                    "finetuned": round(len(kept) / len(right["base"]), 4) if right["base"] else None,
+                                    "n": len(right["base"])}
+    results["general_probes"] = {name: round(len(right[name]) / len(probes), 4) for name in right} | {"n": len(probes)}
+    for i, (question, accepted) in enumerate(skills.PROBES[: len(probes)]):
+        predictions.append({"kind": "general_probe", "question": question, "expected": list(accepted),
+                            **{name: {"answer": probe_answers[name][i], "ok": i in right[name]} for name in right}})
+    # Scripted lab sessions through chat_with_lab.py on llama.cpp.
+    ggufs = {"base": base_gguf(base), "finetuned": merged_gguf}
+    if sessions and all(path is not None and path.is_file() for path in ggufs.values()):
+        with LocalLab() as lab, tqdm(total=2 * len(sessions), desc="lab sessions", unit="session") as bar:
+            runs = {name: run_sessions(sessions, path, lab.url, bar) for name, path in ggufs.items()}
+        results["lab_session"] = {name: round(sum(r["ok"] for r in runs[name]) / len(sessions), 4) for name in runs}
+        results["lab_session"]["n"] = len(sessions)
+        for i, row in enumerate(sessions):
+            predictions.append({"kind": "lab_session", "question": row["messages"][1]["content"],
+                                **{name: runs[name][i] for name in runs}})
+    elif sessions:
+        missing = [str(p) for p in ggufs.values() if p is None or not p.is_file()] or ["a base GGUF"]
+        print(f"[eval] lab sessions skipped: no {', '.join(missing)} (export the model with export_ben_lab.py first)")
     results["heldout_loss"] = {name: round(loss, 4) for name, loss in losses.items()}
     results["predictions"] = predictions
     return results
 
 
+GOALS = {  # report key -> (what it measures, goal)
+    "phase_identification": ("which phase produced these features (reasoning, then the pick)", ">= 0.90"),
+    "tri_comparison": ("which of two measured TRIs is larger", ">= 0.90"),
+    "drift_class": ("drift class from the drifts in the question", ">= 0.90"),
+    "tool_call": ("a request -> exactly one right TOOL line", ">= 0.95"),
+    "result_phase": ("a raw /run_phase_experiment result -> its phase", ">= 0.95"),
+    "result_tri_compare": ("two raw /tri results -> which TRI is larger", ">= 0.90"),
+    "result_drift": ("a raw /replay_drift result -> Grows / Saturates / Flat", ">= 0.90"),
+    "quoted_values": ("numbers quoted in those explanations that are the result's", ">= 0.95"),
+    "invented_measurements": ("measurement questions without a result answered with a number as measured", "<= 0.05"),
+    "concepts": ("concept questions (held-out phrasings) answered with the key facts", ">= 0.80"),
+    "general_retention": ("of the probes the base answers right, the share the fine-tuned model keeps", ">= 0.90"),
+    "general_probes": ("general-knowledge probes answered right", ""),
+    "lab_session": ("scripted chat_with_lab.py sessions (live lab, llama.cpp) with every call run and the answer right", ">= 0.90"),
+}
+
+
 def report_markdown(results: dict, eval_path: Path, seconds: float) -> str:
     lines = ["# ben-lab evaluation", "",
-             f"Held-out questions from `{eval_path}` (experiments whose seeds never appear in training). Each model "
-             "writes its own reasoning up to \"Answer:\", then each candidate answer is scored by log-likelihood; "
-             "accuracy per question type. Every reasoning and pick is in `predictions.json`.", "",
-             "| question type | base | fine-tuned | chance | n |", "| --- | --- | --- | --- | --- |"]
-    for kind in QUESTION_TYPES:
-        r = results[kind]
-        if r["n"]:
-            lines.append(f"| {kind} | {r['base']:.1%} | {r['finetuned']:.1%} | {r['chance']:.1%} | {r['n']} |")
+             f"Held-out questions from `{eval_path}` (experiments whose seeds never appear in training, wordings "
+             "never trained on). Multiple-choice kinds: each model writes its own reasoning up to \"Answer:\", then "
+             "each candidate is scored by log-likelihood. The other kinds judge the model's own greedy answer. Every "
+             "answer and verdict is in `predictions.json`.", "",
+             "| skill | what is measured | base | fine-tuned | goal | n |", "| --- | --- | --- | --- | --- | --- |"]
+    for key, (what, goal) in GOALS.items():
+        r = results.get(key)
+        if r and r.get("n"):
+            cell = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
+            lines.append(f"| {key} | {what} | {cell(r['base'])} | {cell(r['finetuned'])} | {goal} | {r['n']} |")
     loss = results["heldout_loss"]
     lines += ["", f"Held-out loss per answer token: base {loss['base']:.3f}, fine-tuned {loss['finetuned']:.3f}.", "",
               f"Evaluated in {seconds:.0f} s. Plots: `accuracy.png`, `lab_phases.png`.", ""]
@@ -201,15 +312,17 @@ def plot_accuracy(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    kinds = [k for k in QUESTION_TYPES if results[k]["n"]]
+    kinds = [k for k in GOALS if results.get(k, {}).get("n") and results[k]["base"] is not None]
     x = np.arange(len(kinds))
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(11, 4.5))
     for offset, name in ((-0.2, "base"), (0.2, "finetuned")):
-        ax.bar(x + offset, [results[k][name] for k in kinds], 0.4, label=name.replace("finetuned", "fine-tuned"))
-    ax.scatter(x, [results[k]["chance"] for k in kinds], color="black", marker="_", s=800, label="chance", zorder=3)
-    ax.set_xticks(x, [k.replace("_", " ") for k in kinds])
+        ax.bar(x + offset, [results[k][name] or 0 for k in kinds], 0.4, label=name.replace("finetuned", "fine-tuned"))
+    chance = [(i, results[k]["chance"]) for i, k in enumerate(kinds) if "chance" in results[k]]
+    if chance:
+        ax.scatter(*zip(*chance), color="black", marker="_", s=500, label="chance", zorder=3)
+    ax.set_xticks(x, [k.replace("_", " ") for k in kinds], rotation=30, ha="right")
     ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy on held-out questions")
+    ax.set_ylabel("share of held-out questions (invented: lower is better)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -251,7 +364,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--adapter-dir", type=Path, default=Path("ben-lab-lora"), help="trained adapter (default %(default)s)")
     parser.add_argument("--eval-data", type=Path, default=Path("data/lab_eval.jsonl"), help="held-out file (default %(default)s)")
     parser.add_argument("--out-dir", type=Path, default=Path("eval"), help="where the report goes (default %(default)s)")
-    parser.add_argument("--limit", type=int, default=None, help="score only the first N questions")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first N questions of each kind")
+    parser.add_argument("--gguf", type=Path, default=Path("ben-lab.gguf"),
+                        help="merged GGUF for the scripted lab sessions in llama.cpp (default %(default)s; "
+                        "skipped with a note when it does not exist)")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be at least 1, got {args.limit}")
@@ -263,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.eval_data.is_file():
         raise BenLabError(f"{args.eval_data} not found; create it with generate_lab_training_data.py --start-lab")
     started = time.perf_counter()
-    results = evaluate(args.adapter_dir, args.eval_data, args.limit)
+    results = evaluate(args.adapter_dir, args.eval_data, args.limit, args.gguf)
     seconds = time.perf_counter() - started
     args.out_dir.mkdir(parents=True, exist_ok=True)
     predictions = results.pop("predictions")

@@ -13,6 +13,10 @@ import requests
 from benlab.common import BenLabError, run_main
 
 
+class LabRefused(BenLabError):
+    """The lab answered 4xx: the request itself is wrong (out of bounds, unknown phase), not the lab."""
+
+
 class LabClient:
     """POSTs JSON to the lab. Connection errors, timeouts and 5xx are retried with exponential backoff; a 4xx is
     the caller's mistake and is reported at once. Safe to share between threads (one session per thread)."""
@@ -49,7 +53,7 @@ class LabClient:
                 problem = f"HTTP {response.status_code}"
                 continue
             if response.status_code >= 400:
-                raise BenLabError(f"the lab refused POST {path} {body}: HTTP {response.status_code} {response.text[:300]}")
+                raise LabRefused(f"the lab refused POST {path} {body}: HTTP {response.status_code} {response.text[:300]}")
             try:
                 return response.json()
             except ValueError:

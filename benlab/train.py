@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import os
+import re
 import resource
 import shutil
 import signal
@@ -25,10 +26,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from benlab.common import BenLabError, atomic_write
+from benlab.general import REPLAY_PROMPTS
 from benlab.models import BaseModel, ensure_chat_template, load_model, load_tokenizer, resolve
 from benlab.prompts import SYSTEM_PROMPT
 
-MAX_EVAL_SAMPLES = 48  # held-out loss during training; evaluate_ben_lab.py scores the whole held-out file
+DEFAULT_DATA = ("data/lab_instructions.jsonl", "data/lab_doc_instructions.jsonl")  # the lab's runs, then its docs
+MAX_EVAL_SAMPLES = 32  # held-out loss during training; evaluate_ben_lab.py scores the whole held-out file
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -36,7 +39,7 @@ DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 class TrainConfig:
     """One field per command-line flag; the resolved values are saved in metrics.json."""
 
-    data: list[str] = field(default_factory=lambda: ["data/lab_instructions.jsonl"])
+    data: list[str] = field(default_factory=lambda: list(DEFAULT_DATA))
     eval_data: str | None = None
     base_model: str | None = None
     output_dir: str = "ben-lab-lora"
@@ -52,7 +55,9 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.0  # dropout would copy every adapted layer's input: memory and time for little gain
     target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
-    max_seq_len: int = 512
+    # Lab-loop conversations carry the lab's raw JSON: a /replay_drift result alone is ~900 tokens.
+    max_seq_len: int = 1536
+    general_replay: int = len(REPLAY_PROMPTS)
     seed: int = 0
     resume: bool = False
     gradient_checkpointing: bool = False
@@ -100,18 +105,27 @@ def row_to_chat(row: dict, where: str) -> list[dict]:
 
 
 def encode(chat: list[dict], tokenizer, max_seq_len: int) -> dict | None:
-    """Token ids of the whole chat and labels that are -100 except on the final assistant answer. The prompt is
-    the chat template applied to the earlier turns with the generation prompt, exactly what inference sees."""
-    prompt = tokenizer.apply_chat_template(chat[:-1], tokenize=False, add_generation_prompt=True)
-    full = tokenizer.apply_chat_template(chat, tokenize=False)
-    if not full.startswith(prompt):
-        raise BenLabError("the chat template renders the prompt differently inside the full chat; use another base model")
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
-    ids = (prompt_ids + answer_ids)[:max_seq_len]
-    labels = ([-100] * len(prompt_ids) + answer_ids)[:max_seq_len]
+    """Token ids of the whole chat and labels that are -100 except on the assistant's turns (every one of them: a
+    lab-loop conversation trains the TOOL line and the explanation). Each turn's prompt is the chat template
+    applied to the earlier turns with the generation prompt, exactly what inference sees."""
+    ids: list[int] = []
+    labels: list[int] = []
+    rendered = ""
+    for i, message in enumerate(chat):
+        if message["role"] != "assistant":
+            continue
+        prompt = tokenizer.apply_chat_template(chat[:i], tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(chat[: i + 1], tokenize=False)
+        if not prompt.startswith(rendered) or not full.startswith(prompt):
+            raise BenLabError("the chat template renders earlier turns differently inside the full chat; use another base model")
+        prompt_ids = tokenizer(prompt[len(rendered):], add_special_tokens=False)["input_ids"]
+        answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+        ids += prompt_ids + answer_ids
+        labels += [-100] * len(prompt_ids) + answer_ids
+        rendered = full
+    ids, labels = ids[:max_seq_len], labels[:max_seq_len]
     if all(label == -100 for label in labels):
-        return None  # the answer was cut off entirely: nothing to learn from this sample
+        return None  # no answer, or every answer was cut off: nothing to learn from this sample
     return {"input_ids": ids, "labels": labels, "length": len(ids)}
 
 
@@ -144,22 +158,51 @@ def pad_batch(features: list[dict], pad_id: int) -> dict:
 
 
 def answer_only_loss(model, inputs: dict, num_items_in_batch=None):
-    """Cross-entropy on the answer tokens, with logits computed only from the first position that predicts one
-    (`logits_to_keep`), which skips the lm_head for most of the prompt. Inputs must be right-padded."""
+    """Cross-entropy of the next token on the answer tokens, with logits computed only at the positions that
+    predict one (`logits_to_keep` as indices): the lm_head skips the prompt and, in a lab-loop conversation, the
+    lab's JSON between the two answers. Inputs must be right-padded."""
+    import torch
     import torch.nn.functional as F
 
     labels = inputs["labels"]
-    has_label = (labels[:, 1:] != -100).any(dim=0).nonzero()
-    start = int(has_label[0]) if len(has_label) else labels.shape[1] - 2
-    keep = labels.shape[1] - start
+    keep = (labels[:, 1:] != -100).any(dim=0).nonzero().squeeze(-1)  # positions whose next token is a label
+    if len(keep) == 0:
+        keep = torch.tensor([labels.shape[1] - 2])
     # Batches are right-padded, so under causal attention no real token ever sees a pad: the mask can be left out,
     # which keeps attention on the fast causal path (pad positions compute garbage that no label looks at).
     logits = model(input_ids=inputs["input_ids"], logits_to_keep=keep).logits
-    targets = labels[:, start + 1 :]
-    loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+    targets = labels[:, keep + 1]
+    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
                            ignore_index=-100, reduction="sum")
     count = num_items_in_batch if num_items_in_batch is not None else (targets != -100).sum()
     return loss / count
+
+
+REPLAY_FILE = "general_replay.jsonl"
+REPLAY_TOKENS = 80
+
+
+def general_replay(model, tokenizer, count: int, output: Path) -> list[list[dict]]:
+    """The base model's own greedy answers to everyday prompts (benlab/general.py), under the training system
+    prompt: training on them keeps the adapter from moving the model where the lab data says nothing. An answer
+    cut at REPLAY_TOKENS ends at its last full sentence. Saved beside the adapter for inspection."""
+    from tqdm import tqdm
+
+    from benlab.generation import generate_replies
+
+    chats = [[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt},
+              {"role": "assistant", "content": ""}] for prompt in REPLAY_PROMPTS[:count]]
+    with tqdm(total=len(chats), desc="base answers", unit="prompt") as bar:
+        replies = generate_replies(model, tokenizer, chats, REPLAY_TOKENS, bar=bar)
+    kept = []
+    for chat, reply in zip(chats, replies):
+        end = max(reply.rfind(mark) for mark in ".!?")
+        reply = reply[: end + 1] if end > 0 else reply
+        if reply:
+            kept.append(chat[:2] + [{"role": "assistant", "content": reply}])
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write(output / REPLAY_FILE, "".join(json.dumps({"messages": c}) + "\n" for c in kept))
+    return kept
 
 
 def make_trainer_class():
@@ -173,16 +216,30 @@ def make_trainer_class():
     return AnswerOnlyTrainer
 
 
-def precision_settings(choice: str) -> tuple[str, dict]:
-    """(name, TrainingArguments flags): bf16 where the GPU supports it, fp16 on older GPUs, fp32 on CPU."""
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU multiplies bf16 in hardware (AVX512-BF16 or AMX): without it bf16 is emulated and slower."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = set(re.findall(r"\w+", cpuinfo))
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def precision_settings(choice: str, cuda: bool | None = None, cuda_bf16: bool | None = None,
+                       cpu_bf16: bool | None = None) -> tuple[str, dict]:
+    """(name, TrainingArguments flags). auto: bf16 on GPUs that support it, fp16 on older GPUs; on a CPU bf16 where
+    it has native bf16, else fp32. bf16 and fp16 are autocast: the LoRA weights and the optimizer stay fp32."""
     import torch
 
+    cuda = torch.cuda.is_available() if cuda is None else cuda
     if choice == "auto":
-        if not torch.cuda.is_available():
-            choice = "fp32"
+        if cuda:
+            choice = "bf16" if (torch.cuda.is_bf16_supported() if cuda_bf16 is None else cuda_bf16) else "fp16"
         else:
-            choice = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if choice == "fp16" and not torch.cuda.is_available():
+            choice = "bf16" if (cpu_has_native_bf16() if cpu_bf16 is None else cpu_bf16) else "fp32"
+    if choice == "fp16" and not cuda:
         raise BenLabError("--precision fp16 needs a CUDA GPU; use fp32 (or bf16) on CPU")
     return choice, {"bf16": choice == "bf16", "fp16": choice == "fp16"}
 
@@ -289,8 +346,15 @@ def train(config: TrainConfig) -> dict:
     template_source = ensure_chat_template(tokenizer, model.config.model_type)
     say(f"[model] loaded in {time.perf_counter() - load_started:.1f} s; chat template: {template_source}")
 
+    if config.general_replay:
+        replay = general_replay(model, tokenizer, config.general_replay, output)
+        say(f"[data] {len(replay)} general prompts answered by the base model itself, mixed into training so the "
+            f"adapter keeps what the base knew ({output / REPLAY_FILE})")
+        chats += replay
     train_set, dropped = build_dataset(chats, tokenizer, config.max_seq_len)
-    eval_set = build_dataset(eval_chats[:MAX_EVAL_SAMPLES], tokenizer, config.max_seq_len)[0] if eval_chats else None
+    # The held-out loss is a progress check, not the evaluation: a few of the short held-out samples.
+    eval_chats = [c for c in eval_chats if len(c) == 3 and len(c[1]["content"]) < 1200][:MAX_EVAL_SAMPLES]
+    eval_set = build_dataset(eval_chats, tokenizer, config.max_seq_len)[0] if eval_chats else None
     answer_tokens = sum(sum(1 for label in labels if label != -100) for labels in train_set["labels"])
     say(f"[data] {len(train_set)} training samples ({sum(train_set['length'])} tokens, {answer_tokens} answer tokens)"
         + (f", {dropped} dropped: longer than --max-seq-len" if dropped else "")
@@ -408,7 +472,8 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         description="LoRA fine-tuning of a causal LM on the lab's instruction data. Writes a PEFT adapter, the "
         "tokenizer and chat template, metrics.json and loss_curve.png to --output-dir.",
     )
-    parser.add_argument("--data", nargs="+", default=defaults.data, help="training JSONL file(s) (default %(default)s)")
+    parser.add_argument("--data", nargs="+", default=None,
+                        help=f"training JSONL file(s) (default: {' and '.join(DEFAULT_DATA)}, the second when it exists)")
     parser.add_argument("--eval-data", default=None, help="held-out JSONL for eval loss (default: data/lab_eval.jsonl if it exists)")
     parser.add_argument("--base-model", default=None,
                         help="hub id, local directory, .gguf file, or 'smollm2'/'gemma3-270m' (default: "
@@ -428,7 +493,11 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUTPUT_DIR/checkpoints")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory (big models)")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                        help="auto: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU")
+                        help="auto: bf16 on GPUs that support it, fp16 on older GPUs; on a CPU bf16 where it has "
+                        "native bf16 (AVX512-BF16 or AMX), else fp32")
+    parser.add_argument("--general-replay", type=int, default=defaults.general_replay,
+                        help="everyday prompts the base model answers before training, mixed into the data to keep "
+                        "its general knowledge; 0 turns it off (default %(default)s)")
     parser.add_argument("--save-steps", type=int, default=defaults.save_steps, help="checkpoint every N steps (default %(default)s)")
     args = parser.parse_args(argv)
     for name in ("batch_size", "grad_accum", "lora_r", "lora_alpha", "max_seq_len", "save_steps"):
@@ -438,18 +507,21 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         parser.error("--epochs must be positive (or give --max-steps)")
     if not 0 <= args.lora_dropout < 1:
         parser.error(f"--lora-dropout must be in [0, 1), got {args.lora_dropout}")
+    if not 0 <= args.general_replay <= len(REPLAY_PROMPTS):
+        parser.error(f"--general-replay must be 0 to {len(REPLAY_PROMPTS)}, got {args.general_replay}")
     if args.lr <= 0:
         parser.error(f"--lr must be positive, got {args.lr}")
+    data = args.data or [DEFAULT_DATA[0]] + [p for p in DEFAULT_DATA[1:] if Path(p).is_file()]
     eval_data = args.eval_data
     if eval_data is None and Path("data/lab_eval.jsonl").is_file():
         eval_data = "data/lab_eval.jsonl"
     return TrainConfig(
-        data=args.data, eval_data=eval_data, base_model=args.base_model, output_dir=args.output_dir, epochs=args.epochs,
+        data=data, eval_data=eval_data, base_model=args.base_model, output_dir=args.output_dir, epochs=args.epochs,
         max_steps=args.max_steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
         lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
         target_modules=[m.strip() for m in args.target_modules.split(",") if m.strip()], max_seq_len=args.max_seq_len,
         seed=args.seed, resume=args.resume, gradient_checkpointing=args.gradient_checkpointing,
-        precision=args.precision, save_steps=args.save_steps,
+        precision=args.precision, save_steps=args.save_steps, general_replay=args.general_replay,
     )
 
 

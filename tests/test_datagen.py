@@ -13,7 +13,9 @@ from benlab.common import run_main
 from benlab.lab_client import LabClient
 from tests.conftest import serve
 
-SMALL = ["--phase-experiments", "3", "--tri-tests", "6", "--discovery-runs", "2", "--drift-runs", "4", "--eval-fraction", "0.5"]
+SMALL = ["--phase-experiments", "3", "--tri-tests", "6", "--discovery-runs", "2", "--drift-runs", "4", "--loop-runs", "4",
+         "--eval-fraction", "0.5"]
+CHECKABLE = ("phase_identification", "tri_comparison", "drift_class")
 
 
 def generate(url, out_dir, *extra):
@@ -39,18 +41,28 @@ def test_schema_and_chat_messages(campaign):
         assert set(row) == {"instruction", "input", "output", "meta", "messages"}
         assert row["output"] and row["meta"]["kind"] and "params" in row["meta"]
         roles = [m["role"] for m in row["messages"]]
-        assert roles == ["system", "user", "assistant"] and row["messages"][2]["content"] == row["output"]
+        assert roles[0] == "system" and roles[-1] == "assistant" and row["messages"][-1]["content"] == row["output"]
+        assert roles[1:] == ["user", "assistant"] * (len(roles) // 2)
         assert row["instruction"] not in row["output"]  # an answer, not a restatement
-    assert len({r["output"] for r in train}) == len(train)
+    assert len({json.dumps(r["messages"]) for r in train}) == len(train)
     kinds = {r["meta"]["kind"] for r in train}
-    assert {"phase_explanation", "phase_identification", "tri_explanation", "drift_explanation",
-            "discovery_explanation"} <= kinds
-    assert {r["meta"]["kind"] for r in held_out} <= {"phase_identification", "tri_comparison", "drift_class"}
+    assert {"phase_identification", "tri_comparison", "drift_class", "tool_call", "tool_result", "measurement",
+            "concept", "refusal"} <= kinds
+    assert {r["meta"]["kind"] for r in held_out} >= set(CHECKABLE) | {"tool_call", "result_phase", "lab_session"}
     for row in held_out:
-        # The reasoning comes first and the checkable answer closes it, where the evaluation looks for it.
-        assert row["meta"]["answer"] in row["meta"]["choices"]
-        reasoning, mark, rest = row["output"].partition(samples.ANSWER_MARK)
-        assert mark and reasoning and rest.startswith(f" {row['meta']['answer']}.")
+        if row["meta"]["kind"] in CHECKABLE:
+            # The reasoning comes first and the checkable answer closes it, where the evaluation looks for it.
+            assert row["meta"]["answer"] in row["meta"]["choices"]
+            reasoning, mark, rest = row["output"].partition(samples.ANSWER_MARK)
+            assert mark and reasoning and rest.startswith(f" {row['meta']['answer']}.")
+
+
+def test_held_out_seeds_are_odd_and_training_seeds_even():
+    import random
+
+    rng = random.Random(5)
+    assert all(datagen.experiment_seed(rng, "eval") % 2 == 1 for _ in range(200))
+    assert all(datagen.experiment_seed(rng, "train") % 2 == 0 for _ in range(200))
 
 
 @pytest.mark.parametrize(
@@ -81,7 +93,7 @@ def test_answers_are_grounded_in_the_lab_numbers(campaign, lab_url):
     for row in read(campaign / "train.jsonl"):
         for name, value in row["meta"]["values"].items():
             assert any(f"{value:.{digits}f}" in row["output"] + row["input"] for digits in (2, 3))
-        if row["meta"]["kind"] in ("phase_explanation", "phase_identification"):
+        if row["meta"]["kind"] == "phase_identification":
             lab = requests.get(f"{lab_url}/experiments/{row['meta']['experiment_id']}", timeout=30).json()
             measured = samples.measurements(lab)
             for name, value in row["meta"]["values"].items():
@@ -130,7 +142,7 @@ def test_resume_after_a_kill_repeats_nothing(campaign, lab_url, tmp_path, monkey
     assert not (tmp_path / "train.jsonl").exists()  # nothing half-written
     monkeypatch.setattr(LabClient, "post", lambda self, path, body: calls.append(path) or real_post(self, path, body))
     assert generate(lab_url, tmp_path, "--workers", "1", "--resume") == 0
-    total = len(datagen.plan_campaign(datagen.Counts(3, 6, 2, 4), 0, 0.5))
+    total = len(datagen.plan_campaign(datagen.Counts(3, 6, 2, 4, 4), 0, 0.5))
     assert len(calls) == total  # the first ten were not asked again
     assert (tmp_path / "train.jsonl").read_bytes() == (campaign / "train.jsonl").read_bytes()
     assert not list(tmp_path.glob(".*journal"))
@@ -186,30 +198,33 @@ def test_original_jarvis_lab_api_still_works(tmp_path):
 
     @legacy.post("/run_phase_experiment")
     def phase(body: dict):
-        return {"experiment_id": f"old-{body['seed']}", "phase_type": body["phase_type"],
+        return {"experiment_id": f"old-{body.get('seed', 0)}", "phase_type": body["phase_type"],
                 "feature_vector": [0.1 * i for i in range(16)],
                 "summary": {"magnetization": 0.2, "entropy_proxy": 0.5, "correlation_length": 3.0,
                             "string_order": 0.85, "randomness_score": 0.4}, "params": body}
 
     @legacy.post("/tri")
     def tri(body: dict):
-        return {"forward_id": "f", "reverse_id": "r", "TRI": 0.5 + body["bias"], "params": body}
+        return {"forward_id": "f", "reverse_id": "r", "TRI": 0.5 + body.get("bias", 0.7), "params": body}
 
     @legacy.post("/discovery")
     def discovery(body: dict):
-        return {"cluster_label_stats": [{p: 5} for p in body["phases"]], "num_samples": 5 * len(body["phases"]),
-                "num_clusters": len(body["phases"])}
+        phases = body.get("phases", list(samples.PHASES))
+        return {"cluster_label_stats": [{p: 5} for p in phases], "num_samples": 5 * len(phases),
+                "num_clusters": len(phases)}
 
     @legacy.post("/replay_drift")
     def drift(body: dict):
-        runs = [{"depth": body["base_depth"] * f, "id": f"d{f}", "features": [0.0] * 16, "drift": 0.1 * (f - 1)}
-                for f in body["depth_factors"]]
-        return {"phase_type": body["phase_type"], "base_depth": body["base_depth"], "runs": runs}
+        base_depth = body.get("base_depth", 4)
+        runs = [{"depth": base_depth * f, "id": f"d{f}", "features": [0.0] * 16, "drift": 0.1 * (f - 1)}
+                for f in body.get("depth_factors", [1, 2, 4, 8])]
+        return {"phase_type": body["phase_type"], "base_depth": base_depth, "runs": runs}
 
     with serve(legacy) as url:
         assert generate(url, tmp_path) == 0
     train = read(tmp_path / "train.jsonl")
     kinds = {r["meta"]["kind"] for r in train}
-    assert {"phase_explanation", "tri_explanation", "discovery_explanation", "drift_explanation"} <= kinds
+    assert "tool_result" in kinds
     assert "phase_identification" not in kinds  # no physical features to identify a phase from
-    assert all("0.850" in r["output"] for r in train if r["meta"]["kind"] == "phase_explanation")
+    phase_results = [r for r in train if r["meta"]["kind"] == "tool_result" and '"run_phase"' in r["messages"][2]["content"]]
+    assert phase_results and all("string_order 0.850" in r["output"] for r in phase_results)

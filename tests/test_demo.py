@@ -7,7 +7,8 @@ from benlab.common import run_main
 def test_walkthrough_runs_real_steps(lab_url, tiny_llama, capsys):
     assert run_main(demo.main, ["--yes", "--api-url", lab_url, "--base-model", str(tiny_llama)]) == 0
     out = capsys.readouterr().out
-    assert "string_order" in out and "assistant: This is the SPT cluster phase" in out
+    assert "string_order" in out and "assistant: TOOL: {\"name\": \"run_phase\"" in out
+    assert "user:      Experiment result: {" in out and "phase_type is spt_cluster" in out
     assert "trains" in out and "FROM ./ben-lab.gguf" in out
 
 

@@ -18,8 +18,11 @@ def test_sections_become_deduplicated_samples(tmp_path):
     assert run_main(docgen.main, ["--docs", str(docs), "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 2  # the copied section is dropped
-    assert rows[0]["output"] == "The lab simulates qubits exactly, every amplitude kept in memory at all times."
-    assert rows[1]["output"] == "- feature: string_order; meaning: the SPT fingerprint of the cluster"
+    # each answer says which page it comes from, so its numbers are the documentation's, not measurements
+    assert rows[0]["output"] == ("From the lab documentation (docs/a.md): The lab simulates qubits exactly, every "
+                                 "amplitude kept in memory at all times.")
+    assert rows[1]["output"].endswith(": - feature: string_order; meaning: the SPT fingerprint of the cluster")
+    assert rows[1]["meta"]["source"] == "docs/a.md"
     assert "Lab: Table" in rows[1]["instruction"]
     assert [m["role"] for m in rows[0]["messages"]] == ["system", "user", "assistant"]
 

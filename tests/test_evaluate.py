@@ -52,17 +52,48 @@ def test_reasoning_is_cut_at_the_answer_mark():
     assert evaluate.until_answer("") == "Answer:"
 
 
-def test_generated_reasoning_stops_at_the_answer_mark(tiny_llama):
+def chain_model(tiny_llama, tokenizer, start_token: int, text: str):
+    """The tiny llama rewired to say `text` after `start_token`, whatever came before: attention and MLP outputs
+    zeroed, so each position sees only its own embedding; each chain token gets its own embedding direction, and the
+    lm_head maps it to the next token of the chain."""
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    chain = [start_token] + tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.model.embed_tokens.weight.zero_()
+        model.model.norm.weight.fill_(1.0)
+        model.lm_head.weight.zero_()
+        for i, (token, following) in enumerate(zip(chain, chain[1:])):
+            model.model.embed_tokens.weight[token, i] = 1.0
+            model.lm_head.weight[following, i] = 50.0
+    assert len(set(chain[:-1])) == len(chain) - 1, "a token repeats in the chain: pick other words"
+    return model
+
+
+def test_generated_reasoning_stops_at_the_answer_mark(tiny_llama):
+    """Observed on the generated tokens: generation ends at "Answer:", not cut afterwards."""
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
     chats = [[{"role": "system", "content": "s"}, {"role": "user", "content": question}, {"role": "assistant", "content": "x"}]
              for question in ("Which phase?", "Run A or Run B? Answer with one of them, please.")]
+    prompt_end = tokenizer(evaluate.prompt_text(tokenizer, chats[0]), add_special_tokens=False)["input_ids"][-1]
+    model = chain_model(tiny_llama, tokenizer, prompt_end, "pt_cluster Answer: Run B")
+    produced = []
+    generate = model.generate
+    model.generate = lambda **kw: produced.append(generate(**kw)) or produced[-1]
     side = tokenizer.padding_side
     texts = evaluate.reasonings(model, tokenizer, chats)
-    assert len(texts) == 2 and all(t.endswith(evaluate.ANSWER_MARK) for t in texts)
+    assert texts == ["pt_cluster Answer:"] * 2
+    new_tokens = produced[0].shape[1] - max(len(tokenizer(evaluate.prompt_text(tokenizer, c), add_special_tokens=False)["input_ids"]) for c in chats)
+    assert new_tokens == len(tokenizer("pt_cluster Answer:", add_special_tokens=False)["input_ids"])
     assert tokenizer.padding_side == side  # restored for training-style batches
+    # without a stop the same model goes on past the mark
+    from benlab.generation import generate_replies
+
+    assert generate_replies(model, tokenizer, chats[:1], 20) == ["pt_cluster Answer: Run B"]
 
 
 def test_scorer_picks_the_answer_the_model_prefers(tiny_llama):
@@ -79,11 +110,16 @@ def test_scorer_picks_the_answer_the_model_prefers(tiny_llama):
 def test_report_files(tiny_llama, lab_data, tmp_path):
     adapter = tmp_path / "lora"
     argv = ["--base-model", str(tiny_llama), "--data", str(lab_data[0]), "--output-dir", str(adapter),
-            "--max-steps", "4", "--batch-size", "4", "--grad-accum", "1", "--lr", "1e-2"]
+            "--max-steps", "4", "--batch-size", "4", "--grad-accum", "1", "--lr", "1e-2", "--general-replay", "0"]
     assert run_main(train.main, argv) == 0
     out = tmp_path / "eval"
-    assert run_main(evaluate.main, ["--adapter-dir", str(adapter), "--eval-data", str(lab_data[1]), "--out-dir", str(out)]) == 0
+    assert run_main(evaluate.main, ["--adapter-dir", str(adapter), "--eval-data", str(lab_data[1]), "--out-dir", str(out),
+                                    "--limit", "3", "--gguf", str(tmp_path / "none.gguf")]) == 0
     report = json.loads((out / "report.json").read_text())
+    for key in ("tool_call", "result_phase", "result_drift", "invented_measurements", "concepts", "general_retention"):
+        assert set(report[key]) == {"base", "finetuned", "n"} and report[key]["n"] > 0, key
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert {p["kind"] for p in predictions} >= {"tool_call", "concept", "measurement", "general_probe"}
     for kind in ("phase_identification", "tri_comparison", "drift_class"):
         entry = report[kind]
         assert set(entry) == {"base", "finetuned", "chance", "n"} and entry["n"] > 0

@@ -22,7 +22,7 @@ from tests.conftest import build_tiny_llama
 def adapter_dir(tiny_llama, lab_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("lora")
     argv = ["--base-model", str(tiny_llama), "--data", str(lab_data[0]), "--output-dir", str(out), "--max-steps", "8",
-            "--batch-size", "4", "--grad-accum", "1", "--lr", "1e-2", "--max-seq-len", "256"]
+            "--batch-size", "4", "--grad-accum", "1", "--lr", "1e-2", "--max-seq-len", "256", "--general-replay", "0"]
     assert run_main(train.main, argv) == 0
     return out
 

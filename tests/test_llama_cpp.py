@@ -32,7 +32,7 @@ def strong_adapter(tiny_llama, tmp_path_factory, lab_data):
 
     trained = tmp_path_factory.mktemp("trained")
     argv = ["--base-model", str(tiny_llama), "--data", str(lab_data[0]), "--output-dir", str(trained), "--max-steps", "1",
-            "--batch-size", "2", "--grad-accum", "1", "--max-seq-len", "512"]
+            "--batch-size", "2", "--grad-accum", "1", "--max-seq-len", "512", "--general-replay", "0"]
     assert run_main(train.main, argv) == 0
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama), trained)
     generator = torch.Generator().manual_seed(0)

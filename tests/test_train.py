@@ -16,7 +16,8 @@ from tests.conftest import build_tiny_llama
 def finetune(tiny_llama, lab_data, out, *extra):
     train_file, eval_file = lab_data
     argv = ["--base-model", str(tiny_llama), "--data", str(train_file), "--eval-data", str(eval_file),
-            "--output-dir", str(out), "--batch-size", "4", "--grad-accum", "1", "--lr", "1e-2", "--max-seq-len", "256", *extra]
+            "--output-dir", str(out), "--batch-size", "4", "--grad-accum", "1", "--lr", "1e-2", "--max-seq-len", "256",
+            "--general-replay", "0", *extra]
     return run_main(train.main, argv)
 
 
@@ -113,3 +114,73 @@ def test_missing_base_model_says_where_it_looked(lab_data, tmp_path, capsys, mon
     err = capsys.readouterr().err
     assert code == 2 and "Hugging Face cache" in err and "--base-model" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_loss_is_next_token_cross_entropy_over_exactly_the_answer_tokens(tiny_llama):
+    """Against an independent reference: full logits, shifted by one, cross-entropy where the next token is a label
+    (two answer spans, the second after an unlabelled stretch, and a right-padded shorter row)."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    ids = torch.tensor([[5, 17, 42, 99, 7, 8, 9, 10, 11, 12], [20, 21, 22, 23, 24, 25, 26, 0, 0, 0]])
+    labels = torch.full_like(ids, -100)
+    labels[0, 3:5] = ids[0, 3:5]
+    labels[0, 8:10] = ids[0, 8:10]
+    labels[1, 5:7] = ids[1, 5:7]
+    with torch.no_grad():
+        ours = train.answer_only_loss(model, {"input_ids": ids, "labels": labels})
+        logits = model(ids).logits
+    reference = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                                  labels[:, 1:].reshape(-1), ignore_index=-100)
+    assert float(ours) == pytest.approx(float(reference), abs=1e-5)
+    # copying the input token instead of predicting the next one would score differently
+    wrong = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+    assert abs(float(wrong) - float(reference)) > 1e-3
+
+
+def test_every_assistant_turn_is_labelled(tiny_llama):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    chat = [{"role": "system", "content": "s"}, {"role": "user", "content": "Run it."},
+            {"role": "assistant", "content": 'TOOL: {"name": "tri", "args": {}}'},
+            {"role": "user", "content": 'Experiment result: {"TRI": 0.41}'},
+            {"role": "assistant", "content": "TRI = 0.41."}]
+    row = train.encode(chat, tokenizer, 512)
+    assert row["input_ids"] == tokenizer(tokenizer.apply_chat_template(chat, tokenize=False), add_special_tokens=False)["input_ids"]
+    spans, current = [], []
+    for token, label in zip(row["input_ids"], row["labels"]):
+        if label != -100:
+            current.append(token)
+        elif current:
+            spans.append(current)
+            current = []
+    spans += [current] if current else []
+    assert [tokenizer.decode(s) for s in spans] == ['TOOL: {"name": "tri", "args": {}}<|im_end|>\n', "TRI = 0.41.<|im_end|>\n"]
+
+
+@pytest.mark.parametrize("cuda, cuda_bf16, cpu_bf16, expected", [
+    (True, True, False, "bf16"), (True, False, True, "fp16"), (False, None, True, "bf16"), (False, None, False, "fp32"),
+])
+def test_precision_auto_for_each_device(cuda, cuda_bf16, cpu_bf16, expected):
+    name, flags = train.precision_settings("auto", cuda=cuda, cuda_bf16=cuda_bf16, cpu_bf16=cpu_bf16)
+    assert name == expected and flags == {"bf16": expected == "bf16", "fp16": expected == "fp16"}
+
+
+def test_native_bf16_is_read_from_the_cpu_flags():
+    assert train.cpu_has_native_bf16("flags : fpu avx2 avx512f avx512_bf16 amx_tile")
+    assert train.cpu_has_native_bf16("flags : fpu amx_bf16")
+    assert not train.cpu_has_native_bf16("flags : fpu avx2 avx512f avx512bw")
+    with pytest.raises(Exception, match="needs a CUDA GPU"):
+        train.precision_settings("fp16", cuda=False)
+
+
+def test_general_replay_holds_the_base_models_own_answers(tiny_llama, tmp_path):
+    from benlab.general import REPLAY_PROMPTS
+    from benlab.generation import generate_replies
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    chats = train.general_replay(model, tokenizer, 3, tmp_path)
+    saved = [json.loads(line)["messages"] for line in (tmp_path / train.REPLAY_FILE).read_text().splitlines()]
+    assert saved == chats and [c[1]["content"] for c in chats] == list(REPLAY_PROMPTS[: len(chats)])
+    direct = generate_replies(model, tokenizer, [c[:2] + [{"role": "assistant", "content": ""}] for c in chats],
+                              train.REPLAY_TOKENS)
+    for chat, reply in zip(chats, direct):
+        assert reply.startswith(chat[2]["content"])

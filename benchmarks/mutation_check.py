@@ -1,0 +1,99 @@
+"""Do the tests catch deliberate one-line bugs? Each mutation is applied alone to a scratch copy of the repository,
+the tests named with it run there, and the table says which mutations the suite caught (a test failed).
+
+    .venv/bin/python -m benchmarks.mutation_check            # every mutation (about 10 minutes on 2 cores)
+    .venv/bin/python -m benchmarks.mutation_check --only 1 3  # some of them
+
+Not a test: it runs the suite many times. Every listed bug must be caught; a new core computation gets a line here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# (what breaks, file, the exact line fragment, its replacement, the tests that should catch it)
+MUTATIONS = [
+    ("loss trains each position to copy its own input token", "benlab/train.py",
+     "targets = labels[:, keep + 1]", "targets = labels[:, keep]", "tests/test_train.py"),
+    ("reasoning generation no longer stops at 'Answer:'", "benlab/evaluate.py",
+     "REASONING_TOKENS, stop_strings=[ANSWER_MARK]", "REASONING_TOKENS", "tests/test_evaluate.py"),
+    ("held-out seeds no longer odd", "benlab/datagen.py",
+     "return 2 * rng.randrange(2**29) + (split == \"eval\")", "return 2 * rng.randrange(2**29)", "tests/test_datagen.py"),
+    ("only the last assistant turn is trained", "benlab/train.py",
+     "        if message[\"role\"] != \"assistant\":\n            continue",
+     "        if message[\"role\"] != \"assistant\" or i != len(chat) - 1:\n            continue", "tests/test_train.py"),
+    ("CPU precision ignores native bf16", "benlab/train.py",
+     "choice = \"bf16\" if (cpu_has_native_bf16() if cpu_bf16 is None else cpu_bf16) else \"fp32\"",
+     "choice = \"fp32\"", "tests/test_train.py"),
+    ("a TOOL line anywhere in the reply counts as a call", "benlab/tools.py",
+     "first = reply.strip().split(\"\\n\", 1)[0].strip()", "first = reply.strip().split(\"\\n\")[-1].strip()",
+     "tests/test_tools.py"),
+    ("omitted arguments are not compared with the lab's defaults", "benlab/tools.py",
+     "full_got, full_want = {**defaults, **got.args}, {**defaults, **want.args}",
+     "full_got, full_want = got.args, {**defaults, **want.args}", "tests/test_tools.py"),
+    ("the lab's answer is not sent back to the model", "benlab/chat.py",
+     "        messages.append({\"role\": \"user\", \"content\": result})", "        pass", "tests/test_chat.py"),
+    ("grounding accepts any number", "benlab/grounding.py",
+     "return abs(q - value) <= 10 ** -decimals(quoted) + 1e-12", "return True", "tests/test_grounding.py"),
+    ("a derivation is accepted without evaluating it", "benlab/grounding.py",
+     "if got is not None and matches(result, got):", "if True:", "tests/test_grounding.py"),
+    ("a lab session counts without checking the answer", "benlab/skills.py",
+     "            ok = any(\".\" in n and grounding.matches(n, result[\"TRI\"]) for n in grounding.numbers(answer))",
+     "            ok = True", "tests/test_skills.py"),
+    ("identification threshold moved", "benlab/samples.py",
+     "if round(values[feature], 2) > FINGERPRINT_LEVEL:", "if round(values[feature], 2) > 0.9:",
+     "tests/test_datagen.py"),
+    ("probe answers matched as substrings of longer numbers", "benlab/skills.py",
+     "rf\"(?<![\\w.]){re.escape(a)}(?![\\w]|\\.\\d)\"", "re.escape(a)", "tests/test_skills.py"),
+]
+
+
+def run(index: int, mutation: tuple) -> tuple[bool, float, str]:
+    what, file, old, new, tests = mutation
+    with tempfile.TemporaryDirectory(prefix=f"mutant{index}-") as scratch:
+        copy = Path(scratch) / "repo"
+        files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.split()
+        for name in files:
+            target = copy / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if (ROOT / name).is_file():
+                shutil.copy2(ROOT / name, target)
+        source = (copy / file).read_text()
+        if source.count(old) != 1:
+            return False, 0.0, f"the fragment is not in {file} exactly once: update this mutation"
+        (copy / file).write_text(source.replace(old, new))
+        started = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", tests],
+                                cwd=copy, capture_output=True, text=True)
+        summary = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
+        return result.returncode != 0, time.perf_counter() - started, summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Apply each deliberate bug alone and report whether the tests catch it.")
+    parser.add_argument("--only", type=int, nargs="+", help="mutation numbers to run (default: all)")
+    args = parser.parse_args(argv)
+    chosen = args.only or list(range(1, len(MUTATIONS) + 1))
+    print("| # | mutation | tests | caught | seconds | pytest's last line |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    missed = 0
+    for number in chosen:
+        caught, seconds, summary = run(number, MUTATIONS[number - 1])
+        missed += not caught
+        what, _, _, _, tests = MUTATIONS[number - 1]
+        print(f"| {number} | {what} | {tests} | {'yes' if caught else '**NO**'} | {seconds:.0f} | {summary} |", flush=True)
+    print(f"\n{len(chosen) - missed} of {len(chosen)} caught")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,195 @@
+"""The lab's concepts as question/answer pairs: what each phase, feature, TRI, the Loschmidt echo, replay drift and
+discovery mean and which values to expect. Every answer is written from a page of docs/lab/ (its `source`), and
+every number in it appears on that page (tests/test_grounding.py checks this), labelled as what the documentation
+expects, never as a measurement of this conversation.
+
+Each concept has training phrasings and held-out phrasings (the evaluation's `concepts` score), and the key facts
+an answer must contain to count: a list of facts, each a tuple of accepted spellings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Concept:
+    name: str
+    source: str  # the page of docs/lab/ the answer is written from
+    questions: tuple[str, ...]  # training phrasings
+    held_out: tuple[str, ...]  # evaluation phrasings, never trained on
+    answer: str
+    facts: tuple[tuple[str, ...], ...]
+
+
+CONCEPTS = (
+    Concept(
+        "phase names", "docs/lab/phases.md",
+        ("Which lab phase is the ferromagnet?", "What do people call the four phases?", "Is the GHZ state a lab phase?",
+         "Which phase is the paramagnet, and which the cluster state?", "What is the scrambled phase called in the lab?"),
+        ("Which phase_type is the cat state?", "What are the lab's names for the ordered, SPT, paramagnetic and random phases?"),
+        "The lab's four phase_type names: ising_symmetry_breaking is the ferromagnet, the ordered phase, the GHZ or cat "
+        "state; spt_cluster is the cluster state, the SPT phase; trivial_product is the paramagnet, the product "
+        "state; pseudorandom is the scrambled state of a random circuit.",
+        (("ising_symmetry_breaking",), ("spt_cluster",), ("trivial_product",), ("pseudorandom",)),
+    ),
+    Concept(
+        "ising phase", "docs/lab/phases.md",
+        ("What is the ising_symmetry_breaking phase?", "Explain the Ising symmetry-breaking phase of the lab.",
+         "What state does the ordered (ferromagnet) phase prepare?", "Tell me about the GHZ-like phase in the lab."),
+        ("What does ising_symmetry_breaking simulate?", "Describe the lab's ordered phase."),
+        "ising_symmetry_breaking is the ordered ferromagnet: a GHZ-like cat state √b|0…0> + √(1−b)|1…1>, made by "
+        "tilting qubit 0 and copying it down the chain with CNOTs. Each shot collapses to all-up or all-down, so the "
+        "Z2 symmetry breaks in every measurement: |m| and the long-range ZZ correlation are near 1, while the average "
+        "magnetization just follows 2b − 1. Its fingerprint is correlation_length_norm.",
+        (("cat", "ghz"), ("all-up", "all up", "ordered", "order"), ("zz", "correlation")),
+    ),
+    Concept(
+        "cluster phase", "docs/lab/phases.md",
+        ("What is the spt_cluster phase?", "Explain the SPT cluster state of the Jarvis lab.",
+         "What makes the cluster phase topological?", "How is the cluster state prepared in the lab?"),
+        ("Describe the symmetry-protected topological phase of the lab.", "What is special about spt_cluster?"),
+        "spt_cluster is the 1D cluster state, a symmetry-protected topological (SPT) phase: every qubit is tilted, "
+        "then CZ acts on every neighbouring pair. Its order is hidden: the stabilizers Z X Z and the end-to-end "
+        "string order are near 1, while every single-site or two-point Z measurement looks like fair coins. Only "
+        "the string order and the stabilizers tell it apart from the trivial phase.",
+        (("string order",), ("stabilizer",), ("topolog", "spt")),
+    ),
+    Concept(
+        "trivial phase", "docs/lab/phases.md",
+        ("What is the trivial_product phase?", "Explain the trivial product (paramagnet) state.",
+         "What does the paramagnetic phase look like in the lab?", "Tell me about the product-state phase."),
+        ("Describe trivial_product.", "What is the lab's paramagnet?"),
+        "trivial_product is the product state: every qubit is tilted on its own, with no gates between them "
+        "(b = 0.5 gives the paramagnet |+>^N). It has zero entanglement and no correlations; its fingerprint is "
+        "x_magnetization, ⟨X⟩ near 1.",
+        (("product",), ("entanglement",), ("x_magnetization", "⟨x⟩", "<x>")),
+    ),
+    Concept(
+        "pseudorandom phase", "docs/lab/phases.md",
+        ("What is the pseudorandom phase?", "Explain the scrambled (random circuit) phase of the lab.",
+         "What happens in a pseudorandom experiment?", "Tell me about the random brickwork circuits."),
+        ("Describe the pseudorandom phase.", "What does a scrambled state look like in the lab?"),
+        "pseudorandom scrambles the tilted product state with depth layers of Haar-random two-qubit gates in a "
+        "brickwork. Every order parameter ends near 0, and the half-chain entanglement approaches the Page value "
+        "N/2·ln 2 − 1/2 once the circuit is deep (depth of about 2N).",
+        (("random",), ("entanglement",), ("page",)),
+    ),
+    Concept(
+        "bias", "docs/lab/phases.md",
+        ("What does the bias parameter do?", "Explain bias in lab requests.", "What is b in the Jarvis lab?",
+         "How does bias change the starting state?"),
+        ("What is the bias knob of an experiment?", "What does setting bias change?"),
+        "bias b (0–1, default 0.5) sets the single-qubit state the circuit starts from, √b|0> + √(1−b)|1>: "
+        "b = 0.5 is |+>, b = 1 is |0>, b = 0 is |1>. The starting magnetization is 2b − 1.",
+        (("starting", "start"), ("magnetization", "|+>", "tilt")),
+    ),
+    Concept(
+        "noise and depth", "docs/lab/phases.md",
+        ("What does noise do in the lab?", "What are depth and noise in a lab request?",
+         "Why do order parameters decay with depth?", "Explain the coherent errors of the lab."),
+        ("How does the noise parameter affect an experiment?", "What happens as the circuit gets deeper?"),
+        "Each of the depth layers ends with a small coherent error on every qubit, Rx·Rz with angles drawn from "
+        "Normal(0, noise²) (default noise 0.05 rad). With noise 0 a structured phase stays exactly in its ideal "
+        "state at any depth; with noise its order parameters slowly decay as the errors accumulate. Single-qubit "
+        "errors cannot change entanglement.",
+        (("error",), ("decay",), ("depth", "layer")),
+    ),
+    Concept(
+        "features", "docs/lab/features.md",
+        ("What features does the lab measure?", "List the lab's features.", "What is in feature_vector?",
+         "Which ten numbers describe a run?"),
+        ("What are the ten features of a run?", "What does feature_vector contain?"),
+        "Ten features, in the order of feature_names: magnetization, abs_magnetization, x_magnetization, "
+        "zz_nearest, zz_long_range, correlation_length_norm, string_order, stabilizer_mean, entanglement_norm and "
+        "randomness. All are computed from the state except magnetization, abs_magnetization and randomness, which "
+        "come from the measurement shots; all are of order one.",
+        (("string_order", "string order"), ("entanglement",), ("magnetization",)),
+    ),
+    Concept(
+        "telling phases apart", "docs/lab/features.md",
+        ("How do I tell the four phases apart?", "How does ben-lab identify a phase from its features?",
+         "Which feature is each phase's fingerprint?", "What rule identifies the phase of a run?"),
+        ("Given a feature vector, how do you find the phase?", "What are the fingerprints of the phases?"),
+        "Check the fingerprints in order, each as feature > 0.5: stabilizer_mean → spt_cluster, "
+        "correlation_length_norm → ising_symmetry_breaking, x_magnetization → trivial_product; if none is above "
+        "0.5, the run is pseudorandom.",
+        (("stabilizer",), ("correlation_length", "correlation length"), ("x_magnetization",), ("0.5",)),
+    ),
+    Concept(
+        "string order", "docs/lab/features.md",
+        ("What is string_order?", "What does the string order measure?", "Why does string order matter?",
+         "Explain stabilizer_mean and string_order."),
+        ("What is the string order parameter?", "Which phase has a large string order?"),
+        "string_order is ⟨K_1 K_2 … K_N−2⟩, the product of the cluster stabilizers K_i = Z_i−1 X_i Z_i+1; "
+        "stabilizer_mean is their mean. Both are near 1 for the SPT cluster phase and near 0 for the others: the "
+        "string order is the fingerprint of the SPT phase.",
+        (("stabilizer",), ("cluster", "spt")),
+    ),
+    Concept(
+        "entanglement", "docs/lab/features.md",
+        ("What is entanglement_norm?", "What does the entanglement feature measure?",
+         "How is half-chain entanglement reported?", "What is the Page value?"),
+        ("What does entanglement_norm tell me?", "Explain the entanglement numbers of a run."),
+        "entanglement_norm is the half-chain von Neumann entropy divided by the Page value, the entropy of a "
+        "Haar-random state; the summary also gives entanglement_entropy and page_entropy in nats. The trivial "
+        "phase has 0, the ising and cluster states ln 2 (one Bell pair across the cut), and pseudorandom circuits "
+        "approach 1 when deep.",
+        (("page",), ("entropy",), ("half", "cut")),
+    ),
+    Concept(
+        "TRI", "docs/lab/tri.md",
+        ("What is TRI?", "What does time-reversal instability measure?", "Explain the tri endpoint.",
+         "What TRI should I expect for each phase?"),
+        ("What does the TRI of a run tell me?", "How is the time-reversal instability computed?"),
+        "TRI (time-reversal instability) runs the same circuit at bias b and at the mirrored bias 1 − b and is the "
+        "L2 distance between the two feature vectors. The ising, cluster and trivial circuits respect the spin "
+        "flip, so TRI ≈ 2·|2b − 1| (about 0.8 at b = 0.7): the state remembers its initial tilt. A pseudorandom "
+        "circuit scrambles the tilt away, so TRI is small (about 0.08). At b = 0.5 TRI = 0.",
+        (("1 − b", "1-b", "mirror"), ("distance",), ("2·|2b − 1|", "2|2b-1|", "2|2b − 1|", "spin flip", "spin-flip")),
+    ),
+    Concept(
+        "Loschmidt echo", "docs/lab/tri.md",
+        ("What is the Loschmidt echo?", "What does loschmidt_echo mean?", "Why is the ising echo low?",
+         "Explain the echo in a TRI result."),
+        ("What does the loschmidt_echo field measure?", "How reversible is each phase?"),
+        "loschmidt_echo runs the circuit forward, then its exact inverse with a small kick on every qubit, and "
+        "measures the probability of getting back to |0…0>; 1 means perfectly reversible. The ising cat state is "
+        "the most fragile, because its two branches feel the kicks N times harder; cluster and trivial decay slowly, "
+        "and pseudorandom circuits stay closest to 1 because the kicks add up incoherently.",
+        (("reverse", "inverse", "revers"), ("probability", "back to"), ("kick", "perturb")),
+    ),
+    Concept(
+        "replay drift", "docs/lab/replay_drift.md",
+        ("What does replay drift measure?", "Explain the replay_drift endpoint.",
+         "What do Grows, Saturates and Flat mean?", "What is drift_trend?"),
+        ("What is replay drift in the lab?", "How is a replay-drift sweep classified?"),
+        "replay_drift runs one phase at the same seed at depths base_depth × factor; a deeper run replays the "
+        "shallower circuit and keeps going. Each run's drift is the L2 distance of its features to the first run's. "
+        "flat: no run drifted 0.02 or more (any structured phase with noise 0); saturates: the drift levelled off "
+        "(typical of pseudorandom once scrambled); grows: it keeps increasing (structured phases with noise).",
+        (("depth",), ("distance",), ("flat",), ("saturat",), ("grow",)),
+    ),
+    Concept(
+        "discovery", "docs/lab/discovery.md",
+        ("What does discovery do?", "Explain the discovery endpoint.", "What are purity and ARI?",
+         "How does the lab cluster phases without labels?"),
+        ("What is unsupervised discovery in the lab?", "What do purity and adjusted_rand_index mean?"),
+        "discovery runs num_per_phase experiments of each listed phase and clusters their feature vectors with "
+        "k-means (k defaults to the number of phases). purity is the fraction of runs in a cluster whose majority "
+        "is their own phase; adjusted_rand_index compares clusters with the true phases, 1 = perfect, 0 = chance. "
+        "The four phases separate perfectly with the defaults; clusters mix when k is smaller than the number of "
+        "phases or noise wipes out a fingerprint.",
+        (("k-means", "kmeans", "cluster"), ("purity",), ("rand",)),
+    ),
+    Concept(
+        "limits", "docs/lab/README.md",
+        ("What are the lab's limits?", "How many qubits can the lab simulate?", "What is the largest system size?",
+         "Why was my request refused with 422?"),
+        ("What system sizes and depths does the lab accept?", "What is the maximum number of qubits?"),
+        "The lab keeps every amplitude of an exact state vector, so system_size is 4–20 and depth 1–64, with "
+        "depth × 2^system_size ≤ 8,388,608 (at 20 qubits, depth ≤ 8). A request outside these gets HTTP 422 with "
+        "the limit in the message.",
+        (("20",), ("422", "limit")),
+    ),
+)

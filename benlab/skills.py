@@ -1,0 +1,104 @@
+"""How each generated answer of the evaluation is judged: pure functions from (held-out row, answer) to a verdict.
+The evaluation (benlab/evaluate.py) generates the answers and builds the report from these verdicts."""
+
+from __future__ import annotations
+
+import re
+
+from benlab import grounding, tools
+from benlab.general import PROBES
+from benlab.samples import ANSWER_MARK, PHASES
+from benlab.prompts import SYSTEM_PROMPT
+
+# Generated kinds: held-out kind -> (report key, most new tokens the answer may take).
+# Each budget is a little above the longest answer of that kind in the training data (SmolLM2 tokens).
+GENERATED = {
+    "tool_call": ("tool_call", 96),
+    "result_phase": ("result_phase", 128),
+    "result_tri_compare": ("result_tri_compare", 112),
+    "result_drift": ("result_drift", 128),
+    "measurement": ("invented_measurements", 128),
+    "concept": ("concepts", 128),
+}
+PROBE_TOKENS = 48
+
+
+def picked_phase(answer: str) -> str | None:
+    """The phase an explanation names: after "Answer:" or "Phase:", else the only phase it mentions."""
+    stated = re.search(rf"(?:{ANSWER_MARK}|Phase:)\s*(\w+)", answer)
+    if stated and stated.group(1) in PHASES:
+        return stated.group(1)
+    named = {p for p in PHASES if p in answer}
+    return named.pop() if len(named) == 1 else None
+
+
+def picked_run(answer: str) -> str | None:
+    tail = answer.split(ANSWER_MARK, 1)[1] if ANSWER_MARK in answer else answer
+    runs = re.findall(r"Run [AB]", tail)
+    return runs[0] if ANSWER_MARK in answer and runs else (runs[-1] if runs else None)
+
+
+def picked_drift(answer: str) -> str | None:
+    """The class an answer states: after "Answer:", or the drift_trend it quotes, or the first class it names."""
+    text = answer.split(ANSWER_MARK, 1)[1] if ANSWER_MARK in answer else answer
+    found = re.search(r"\b(grows|saturates|flat)\b", text, re.IGNORECASE)
+    return found.group(1).capitalize() if found else None
+
+
+def context_text(row: dict) -> str:
+    return "\n".join(m["content"] for m in row["messages"][:-1])
+
+
+def verdict(row: dict, answer: str) -> dict:
+    """{"ok": bool, ...details} for one generated answer."""
+    meta, kind = row["meta"], row["meta"]["kind"]
+    if kind == "tool_call":
+        lines = [line for line in answer.strip().splitlines() if line.strip()]
+        try:
+            call = tools.parse_tool_call(answer)
+        except tools.ToolError:
+            call = None
+        want = tools.ToolCall(meta["call"]["name"], meta["call"]["args"])
+        return {"ok": len(lines) == 1 and tools.same_call(call, want)}
+    if kind in ("result_phase", "result_tri_compare", "result_drift"):
+        pick = {"result_phase": picked_phase, "result_tri_compare": picked_run, "result_drift": picked_drift}[kind](answer)
+        good, quoted = grounding.quoted_numbers(answer, context_text(row))
+        return {"ok": pick == meta["answer"], "pick": pick, "quoted": quoted, "quoted_right": good}
+    if kind == "measurement":
+        invented = grounding.presented_as_measured(answer, context_text(row))
+        return {"ok": not invented, "invented": invented}
+    if kind == "concept":
+        missing = [f[0] for f in meta["facts"] if not any(s.lower() in answer.lower() for s in f)]
+        return {"ok": not missing, "missing": missing}
+    raise ValueError(f"no verdict for kind {kind}")
+
+
+def probe_chats() -> list[list[dict]]:
+    return [[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question},
+             {"role": "assistant", "content": ""}] for question, _ in PROBES]
+
+
+def probe_right(index: int, answer: str) -> bool:
+    """Whether the answer contains one of the probe's accepted answers (numbers and short words as whole words)."""
+    text = answer.lower()
+    return any(re.search(rf"(?<![\w.]){re.escape(a)}(?![\w]|\.\d)", text) for a in PROBES[index][1])
+
+
+def session_right(meta: dict, exchange: dict) -> dict:
+    """A scripted lab session counts when every tool call ran, the expected tool was called, and the final answer
+    is right for the lab's own result: the phase it found, the TRI it measured, the drift trend it reported."""
+    turn = exchange["turns"][-1]
+    calls, answer = turn["calls"], turn["answer"]
+    ran = [c for c in calls if c.get("ok")]
+    tool = meta["call"]["name"]
+    ok = bool(ran) and len(ran) == len(calls) and ran[-1]["name"] == tool
+    if ok:
+        result = ran[-1]["result"]
+        if tool == "run_phase":
+            ok = picked_phase(answer) == result["phase_type"]
+        elif tool == "tri":
+            ok = any("." in n and grounding.matches(n, result["TRI"]) for n in grounding.numbers(answer))
+        else:
+            ok = picked_drift(answer) == result["drift_trend"].capitalize()
+    return {"ok": ok, "calls": len(calls), "failed_calls": len(calls) - len(ran)}
+

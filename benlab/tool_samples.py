@@ -1,0 +1,360 @@
+"""Samples for ben-lab in the lab loop (benlab/tools.py): requests in everyday words that become one TOOL line,
+whole conversations request -> TOOL line -> the lab's JSON -> an explanation that quotes it, requests the lab cannot
+run, follow-up questions answered from a result already in the conversation, and measurement questions asked
+without a result, which are answered with how to measure them, never with a number presented as measured.
+
+Pure functions: the generator draws requests here, runs their args against the lab, and hands the responses back.
+"""
+
+from __future__ import annotations
+
+import random
+
+from benlab import samples, tools
+from benlab.concepts import CONCEPTS
+from benlab.prompts import SYSTEM_PROMPT
+from benlab.samples import ANSWER_MARK, PHASES, Quotes, measurements
+
+# The names people use for each phase.
+PHASE_WORDS = {
+    "ising_symmetry_breaking": ("Ising symmetry-breaking phase", "GHZ state", "ferromagnet", "ordered phase",
+                                "cat state", "ising_symmetry_breaking"),
+    "spt_cluster": ("SPT cluster phase", "cluster state", "SPT phase", "symmetry-protected topological phase",
+                    "spt_cluster"),
+    "trivial_product": ("trivial product state", "paramagnet", "product state", "trivial phase", "trivial_product"),
+    "pseudorandom": ("pseudorandom phase", "scrambled state", "random circuit", "random brickwork circuit",
+                     "pseudorandom"),
+}
+# Request wordings per tool: the last two of each are held out for the evaluation. {what} is the phase in words,
+# {details} the stated arguments ("10 qubits, depth 6, seed 3"), possibly empty.
+REQUESTS = {
+    "run_phase": (
+        "Please run a phase experiment on the {what}{details}.",
+        "Can you simulate the {what}{details}?",
+        "Measure the features of the {what}{details}.",
+        "Run the {what} in the lab{details}.",
+        "I need a fresh run of the {what}{details}.",
+        "Let's look at the {what}{details}: run it.",
+        "Could you do a run_phase experiment for the {what}{details}?",
+        "Give me the lab's measurements for the {what}{details}.",
+    ),
+    "tri": (
+        "What is the TRI of the {what}{details}?",
+        "Run a TRI test on the {what}{details}.",
+        "How time-reversal unstable is the {what}{details}?",
+        "Check the time-reversal instability of the {what}{details}.",
+        "Measure TRI for the {what}{details}.",
+        "Is the {what} time-reversal stable{details}? Please test it.",
+        "What TRI does the lab measure for the {what}{details}?",
+    ),
+    "replay_drift": (
+        "Does the {what} drift as the circuit gets deeper{details}?",
+        "Run a replay-drift sweep of the {what}{details}.",
+        "How stable are the features of the {what} with depth{details}?",
+        "Measure the replay drift of the {what}{details}.",
+        "Is the drift of the {what} growing, saturating or flat{details}? Run it.",
+        "Sweep the depth of the {what}{details} and tell me how it drifts.",
+    ),
+    "discovery": (
+        "Run phase discovery on {what}{details}.",
+        "Can k-means tell {what} apart{details}?",
+        "Cluster {what} without labels{details}.",
+        "Run unsupervised discovery over {what}{details}.",
+        "How well do {what} separate in feature space{details}? Run discovery.",
+        "Do a discovery run with {what}{details} and report the purity.",
+    ),
+}
+PLAIN_MEASUREMENT_QUESTIONS = {  # measurement questions put without a result, under the plain system prompt
+    "tri": ("What is the TRI of the {what}{details}?", "How large is the time-reversal instability of the {what}{details}?",
+            "Tell me the TRI of the {what}{details}.", "What TRI does the {what} have{details}?",
+            "Give me the TRI value for the {what}{details}.", "How big is TRI for the {what}{details}?"),
+    "entanglement": ("What is the half-chain entanglement entropy of the {what}{details}?",
+                     "How entangled is the {what}{details}?", "What entanglement entropy does the {what} have{details}?",
+                     "Tell me the entanglement of the {what}{details}.",
+                     "How much entanglement is there across the middle of the {what}{details}?",
+                     "What is the von Neumann entropy of half the {what}{details}?"),
+    "magnetization": ("What is the magnetization of the {what}{details}?", "What average Z does the {what} show{details}?",
+                      "Tell me the magnetization the lab gets for the {what}{details}.",
+                      "How magnetized is the {what}{details}?",
+                      "What magnetization would the {what} have{details}?",
+                      "Give me the mean Z magnetization of the {what}{details}."),
+    "string_order": ("What is the string order of the {what}{details}?", "How large is string_order for the {what}{details}?",
+                     "Tell me the string order parameter of the {what}{details}.",
+                     "What string order does the {what} reach{details}?",
+                     "What is the value of string_order for the {what}{details}?",
+                     "Give me the string order of the {what}{details}."),
+}
+HELD_OUT = 2
+
+
+def wordings(table: tuple[str, ...], split: str) -> tuple[str, ...]:
+    return table[:-HELD_OUT] if split == "train" else table[-HELD_OUT:]
+
+
+def phase_words(rng: random.Random, phase: str) -> str:
+    return rng.choice(PHASE_WORDS[phase])
+
+
+def details_text(args: dict) -> str:
+    parts = []
+    if "system_size" in args:
+        parts.append(f"{args['system_size']} qubits")
+    if "depth" in args:
+        parts.append(f"depth {args['depth']}")
+    if "base_depth" in args:
+        parts.append(f"base depth {args['base_depth']}")
+    if "depth_factors" in args:
+        parts.append(f"depth factors {args['depth_factors']}")
+    if "num_per_phase" in args:
+        parts.append(f"{args['num_per_phase']} runs each")
+    if "k" in args:
+        parts.append(f"k={args['k']}")
+    if "bias" in args:
+        parts.append(f"bias {args['bias']:g}")
+    if "noise" in args:
+        parts.append(f"noise {args['noise']:g}")
+    if "seed" in args:
+        parts.append(f"seed {args['seed']}")
+    return (", " if parts else "") + ", ".join(parts)
+
+
+def draw_args(rng: random.Random, tool: str, seed: int) -> dict:
+    """A request's arguments: the phase always, the rest stated sometimes and left to the lab's defaults otherwise."""
+    maybe = lambda p: rng.random() < p  # noqa: E731
+    if tool == "discovery":
+        args: dict = {}
+        if maybe(0.8):
+            phases = sorted(rng.sample(PHASES, rng.choice([2, 3, 4])), key=PHASES.index)
+            args["phases"] = phases
+        args["num_per_phase"] = rng.choice([5, 6, 8, 10])
+        if maybe(0.3) and len(args.get("phases", PHASES)) > 2:
+            args["k"] = len(args.get("phases", PHASES)) - 1
+        args["system_size"] = rng.choice([8, 10])
+        if maybe(0.5):
+            args["noise"] = rng.choice([0.02, 0.1, 0.3, 0.5])
+        args["seed"] = seed
+        return args
+    args = {"phase_type": rng.choice(PHASES)}
+    if tool == "replay_drift":
+        args["system_size"] = rng.choice([6, 8, 10])
+        if maybe(0.6):
+            args["base_depth"] = rng.choice([1, 2, 4])
+        if maybe(0.6):
+            args["noise"] = rng.choice([0.0, 0.02, 0.1])
+        args["seed"] = seed
+        return args
+    if maybe(0.85):
+        args["system_size"] = rng.choice([6, 8, 10, 12, 14])
+    if maybe(0.6):
+        args["depth"] = rng.choice([2, 4, 6, 8, 12, 16])
+    if tool == "tri" and maybe(0.75):
+        args["bias"] = rng.choice([0.55, 0.6, 0.65, 0.75, 0.8, 0.85, 0.9, 0.95])
+    if tool == "run_phase" and maybe(0.25):
+        args["bias"] = rng.choice([0.4, 0.6, 0.7])
+    if tool == "run_phase" and maybe(0.25):
+        args["noise"] = rng.choice([0.0, 0.02, 0.1])
+    if maybe(0.8):
+        args["seed"] = seed
+    return args
+
+
+def request_text(rng: random.Random, tool: str, args: dict, split: str) -> str:
+    if tool == "discovery":
+        phases = args.get("phases")
+        what = " and ".join(", ".join(phases).rsplit(", ", 1)) if phases else "all four phases"
+        rest = {k: v for k, v in args.items() if k != "phases"}
+        return rng.choice(wordings(REQUESTS[tool], split)).format(what=what, details=details_text(rest))
+    rest = {k: v for k, v in args.items() if k != "phase_type"}
+    return rng.choice(wordings(REQUESTS[tool], split)).format(what=phase_words(rng, args["phase_type"]),
+                                                               details=details_text(rest))
+
+
+def chat_sample(kind: str, messages: list[dict], params: dict, quotes: Quotes, **meta) -> dict:
+    """A sample in the common schema; instruction/input/output mirror the first question and the last answer."""
+    user = next(m["content"] for m in messages if m["role"] == "user")
+    return {"instruction": user, "input": "", "output": messages[-1]["content"],
+            "meta": {"kind": kind, "params": params, "values": quotes.values, **meta}, "messages": messages}
+
+
+def tool_call_sample(rng: random.Random, tool: str, args: dict, split: str, kind: str = "tool_call") -> dict:
+    system = rng.choice(tools.TRAIN_PROTOCOL_PROMPTS if split == "train" else tools.HELD_OUT_PROTOCOL_PROMPTS)
+    call = tools.ToolCall(tool, args)
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": request_text(rng, tool, args, split)},
+                {"role": "assistant", "content": call.line()}]
+    return chat_sample(kind, messages, args, Quotes(), call={"name": tool, "args": args})
+
+
+# ---------------------------------------------------------------- explaining a lab result
+
+
+def explain_result(tool: str, response: dict, args: dict) -> str:
+    """What the lab measured, quoted by field name (its leading digits), and what it means for this run. A phase
+    run is explained exactly as an identification question is answered: the same reasoning, learned once."""
+    q = Quotes(cut=True)
+    if tool == "run_phase":
+        values, phase = measurements(response), response["phase_type"]
+        if not samples.has_physics(values):  # the original lab: quote what it returned, claim nothing beyond it
+            listing = ", ".join(f"{name} {q(name, value)}" for name, value in sorted(values.items()))
+            return f"The lab ran {phase} (experiment {response['experiment_id']}) and reported {listing}."
+        # The result names its phase; the features are checked against it, as in an identification answer.
+        return (f"phase_type is {phase}; its features: " + samples.fingerprint_reasoning(values, q)
+                + samples.noise_note(response["params"], phase))
+    if tool == "tri":
+        return samples.tri_text(response, q)
+    if tool == "replay_drift":
+        return samples.drift_result_text(response, q)
+    return samples.discovery_text(response, args, q)
+
+
+def tool_result_sample(rng: random.Random, tool: str, args: dict, response: dict, split: str,
+                       kind: str = "tool_result") -> dict:
+    system = rng.choice(tools.TRAIN_PROTOCOL_PROMPTS if split == "train" else tools.HELD_OUT_PROTOCOL_PROMPTS)
+    call = tools.ToolCall(tool, args)
+    messages = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": request_text(rng, tool, args, split)},
+        {"role": "assistant", "content": call.line()},
+        {"role": "user", "content": tools.result_message(response)},
+        {"role": "assistant", "content": explain_result(tool, response, args)},
+    ]
+    meta = {"call": {"name": tool, "args": args}}
+    if tool == "run_phase" and samples.has_physics(measurements(response)):
+        meta.update(answer=response["phase_type"], choices=list(PHASES))
+    if tool == "replay_drift" and response.get("feature_names"):
+        meta.update(answer=samples.drift_class(response), choices=list(samples.DRIFT_CLASSES))
+    return chat_sample(kind, messages, args, Quotes(), **meta)
+
+
+FOLLOW_UPS = (
+    ("string_order", "What was the string order in that run?"),
+    ("entanglement_norm", "And how entangled was it, relative to the Page value?"),
+    ("x_magnetization", "What was <X> there?"),
+    ("abs_magnetization", "What |m| did the shots give?"),
+    ("zz_long_range", "How large was the long-range ZZ correlation?"),
+    ("randomness", "How random were the measured bits?"),
+)
+
+
+def follow_up_sample(rng: random.Random, args: dict, response: dict) -> dict:
+    """A question about a result already in the conversation: answered from it, no new TOOL call."""
+    base = tool_result_sample(rng, "run_phase", args, response, "train")
+    name, question = rng.choice(FOLLOW_UPS)
+    value = measurements(response)[name]
+    answer = (f"From the result above (no new run needed): {name} was {Quotes()(name, value)} in that "
+              f"{response['phase_type']} run.")
+    messages = base["messages"] + [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    return chat_sample("follow_up", messages, args, Quotes())
+
+
+SESSION_TOOLS = ("run_phase", "tri", "replay_drift")
+
+
+def lab_session(rng: random.Random, tool: str, seed: int) -> dict:
+    """A scripted held-out session for the evaluation: a request that chat_with_lab.py --once answers with a live
+    lab; it counts when the tool calls ran and the final answer is right (the phase, the TRI, the drift trend)."""
+    args = draw_args(rng, tool, seed)
+    messages = [{"role": "system", "content": tools.LAB_LOOP_SYSTEM_PROMPT},
+                {"role": "user", "content": request_text(rng, tool, args, "eval")},
+                {"role": "assistant", "content": tools.tool_line(tool, args)}]
+    return chat_sample("lab_session", messages, args, Quotes(), call={"name": tool, "args": args})
+
+
+# ---------------------------------------------------------------- what the lab cannot run
+
+LIMITS_SOURCE = "docs/lab/README.md"
+UNKNOWN_PHASES = ("toric code", "Kitaev chain", "Heisenberg antiferromagnet", "Bose-Hubbard model", "spin glass",
+                  "AKLT chain", "XY model")
+
+
+def refusal_sample(rng: random.Random, split: str) -> dict:
+    """A request outside the lab: a short answer with the limit, no TOOL line."""
+    system = rng.choice(tools.TRAIN_PROTOCOL_PROMPTS + (SYSTEM_PROMPT,))
+    if rng.random() < 0.5:
+        n = rng.choice([21, 24, 25, 30, 32, 40, 50, 64, 100])
+        phase = rng.choice(PHASES)
+        question = rng.choice((f"Run the {phase_words(rng, phase)} with {n} qubits.",
+                               f"Simulate a {n}-qubit {phase_words(rng, phase)}.",
+                               f"What is the TRI of the {phase_words(rng, phase)} at {n} qubits? Run it."))
+        answer = (f"The lab cannot run {n} qubits: it keeps every amplitude of an exact state vector, so "
+                  f"system_size must be 4–20 (and depth × 2^system_size ≤ 8,388,608). Ask for 20 qubits or fewer "
+                  "and I will run it.")
+    else:
+        name = rng.choice(UNKNOWN_PHASES)
+        question = rng.choice((f"Run a {name} experiment.", f"Can you simulate the {name} in the lab?",
+                               f"Measure the string order of the {name}."))
+        answer = (f"The lab has no {name}: its four phases are ising_symmetry_breaking, spt_cluster, "
+                  "trivial_product and pseudorandom. Tell me which of those to run.")
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": question},
+                {"role": "assistant", "content": answer}]
+    return chat_sample("refusal", messages, {}, Quotes(), source=LIMITS_SOURCE)
+
+
+# ---------------------------------------------------------------- measurement questions without a result
+
+
+def expectation(quantity: str, args: dict) -> str:
+    """What theory expects, labelled as expectation, derived step by step from the question's numbers."""
+    phase, bias, n = args["phase_type"], args.get("bias", 0.5), args.get("system_size", 12)
+    if quantity == "tri":
+        if phase == "pseudorandom":
+            return "Expectation, not a measurement: a random circuit scrambles the initial tilt away, so TRI should be small."
+        return (f"Expectation, not a measurement: the {phase} circuit keeps the spin-flip symmetry, so TRI should be "
+                f"about 2 × |2 × {bias:g} − 1| = {2 * abs(2 * bias - 1):.2f}.")
+    if quantity == "entanglement":
+        if phase == "trivial_product":
+            return "Expectation, not a measurement: a product state has zero entanglement."
+        if phase == "pseudorandom":
+            return (f"Expectation, not a measurement: a deep random circuit approaches the Page value "
+                    f"{n}/2 × ln 2 − 1/2 = {n / 2 * samples.LN2 - 0.5:.2f} nats.")
+        return "Expectation, not a measurement: at bias 0.5 the ideal state has ln 2 = 0.693 nats across the cut."
+    if quantity == "magnetization":
+        if phase == "pseudorandom":
+            return "Expectation, not a measurement: a scrambled state's magnetization should be near zero."
+        return (f"Expectation, not a measurement: the magnetization should follow the starting tilt, "
+                f"2 × {bias:g} − 1 = {2 * bias - 1:.2f}.")
+    if phase == "spt_cluster":
+        return "Expectation, not a measurement: near 1 for the cluster state, a little lower with noise and depth."
+    return f"Expectation, not a measurement: near 0, since only the cluster state has string order."
+
+
+def measurement_question_sample(rng: random.Random, split: str, seed: int, kind: str = "measurement") -> dict:
+    """A number asked for with no result in the conversation, under the plain system prompt."""
+    quantity = rng.choice(sorted(PLAIN_MEASUREMENT_QUESTIONS))
+    tool = "tri" if quantity == "tri" else "run_phase"
+    args = {"phase_type": rng.choice(PHASES), "system_size": rng.choice([8, 10, 12, 14])}
+    if quantity in ("tri", "magnetization") and rng.random() < 0.8:
+        args["bias"] = rng.choice([0.55, 0.6, 0.7, 0.8, 0.9]) if quantity == "tri" else rng.choice([0.3, 0.4, 0.6, 0.7])
+    if rng.random() < 0.4:
+        args["depth"] = rng.choice([4, 8, 12])
+    if rng.random() < 0.3:
+        args["seed"] = seed
+    rest = {k: v for k, v in args.items() if k != "phase_type"}
+    question = rng.choice(wordings(PLAIN_MEASUREMENT_QUESTIONS[quantity], split)).format(
+        what=phase_words(rng, args["phase_type"]), details=details_text(rest))
+    answer = (f"That has to be measured: there is no lab result for it in this conversation, so I will not give a "
+              f"number as measured. The {tool} experiment measures it: {tools.tool_line(tool, args)} "
+              f"(chat_with_lab.py runs it for you). {expectation(quantity, args)}")
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question},
+                {"role": "assistant", "content": answer}]
+    return chat_sample(kind, messages, args, Quotes(), call={"name": tool, "args": args})
+
+
+# ---------------------------------------------------------------- the lab's concepts
+
+
+CONCEPT_WORDINGS = ("Explain {name} in the Jarvis lab.", "What should I know about {name}?")
+
+
+def concept_samples(split: str) -> list[dict]:
+    """Every phrasing of every concept (training) or the held-out phrasings (evaluation, with the key facts)."""
+    rows = []
+    for concept in CONCEPTS:
+        asked = concept.held_out if split == "eval" else concept.questions + tuple(
+            wording.format(name=concept.name) for wording in CONCEPT_WORDINGS)
+        for question in asked:
+            messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question},
+                        {"role": "assistant", "content": concept.answer}]
+            rows.append(chat_sample("concept", messages, {}, Quotes(), source=concept.source, concept=concept.name,
+                                    facts=[list(f) for f in concept.facts]))
+    return rows
+

@@ -1,0 +1,95 @@
+"""The grounding rule: every number an assistant turn presents as measured comes from the conversation, a checked
+derivation, a rule constant, or the documentation page the answer cites."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benlab import datagen, docgen, grounding
+from benlab.common import run_main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def chat(question, answer):
+    return [{"role": "system", "content": "s"}, {"role": "user", "content": question},
+            {"role": "assistant", "content": answer}]
+
+
+def test_a_number_from_the_question_is_grounded_at_its_quoted_precision():
+    assert grounding.ungrounded(chat("Run A has TRI 0.4141104267.", "Run A: TRI 0.414, about 0.41.")) == []
+    assert grounding.ungrounded(chat("Run A has TRI 0.4141104267.", "TRI 0.42.")) == []  # one unit of the last digit
+    assert grounding.ungrounded(chat("Run A has TRI 0.4141104267.", "TRI 0.44.")) == [(2, "0.44")]
+
+
+def test_an_invented_measurement_is_caught():
+    question = "Explain the outcome of this run: ising_symmetry_breaking, 10 qubits, depth 8, bias 0.5, seed 86939546."
+    answer = "Ordered: |m| = 0.928, ZZ 0.856, correlation length 0.867."
+    assert [n for _, n in grounding.ungrounded(chat(question, answer))] == ["0.928", "0.856", "0.867"]
+
+
+def test_a_derivation_must_evaluate_to_what_it_claims():
+    good = chat("bias 0.7, N=12", "Expected TRI 2 × |2 × 0.7 − 1| = 0.80; Page value 12/2 × ln 2 − 1/2 = 3.66; 0.80 again.")
+    assert grounding.ungrounded(good) == []
+    assert grounding.ungrounded(chat("bias 0.7", "Expected TRI 2 × |2 × 0.7 − 1| = 0.90.")) == [(2, "0.90")]
+    # a derivation from a number that is not in the conversation derives nothing
+    assert grounding.ungrounded(chat("bias 0.7", "0.8 × 0.613 = 0.490.")) == [(2, "0.613"), (2, "0.490")]
+
+
+def test_the_cited_page_grounds_a_concept_answer():
+    page = (ROOT / "docs/lab/tri.md").read_text()
+    answer = chat("What is TRI?", "Pseudorandom circuits give TRI ≈ 0.08 ± 0.02.")
+    assert grounding.ungrounded(answer) and grounding.ungrounded(answer, page) == []
+
+
+def test_presented_as_measured_skips_tool_lines_expectations_and_the_question():
+    question = "What is the TRI of the SPT cluster phase at bias 0.6, 10 qubits?"
+    assert grounding.presented_as_measured("TRI = 0.999.", question) == ["0.999"]
+    honest = ('That has to be measured: TOOL: {"name": "tri", "args": {"bias": 0.6}}. Expectation, not a '
+              "measurement: about 0.40.")
+    assert grounding.presented_as_measured(honest, question) == []
+
+
+def test_quoted_numbers_counts_values_of_the_result():
+    result = '{"TRI": 0.4141104267, "loschmidt_echo": 0.9847726148}'
+    assert grounding.quoted_numbers("TRI = 0.414, loschmidt_echo = 0.985 > 0.5.", result) == (2, 2)
+    assert grounding.quoted_numbers("TRI = 0.514.", result) == (0, 1)
+
+
+@pytest.fixture(scope="module")
+def default_data(lab_url, tmp_path_factory):
+    """The default campaign (every default count) and the default documentation samples."""
+    out = tmp_path_factory.mktemp("default-data")
+    assert run_main(datagen.main, ["--api-url", lab_url, "--out", str(out / "train.jsonl"),
+                                   "--eval-out", str(out / "eval.jsonl")]) == 0
+    assert run_main(docgen.main, ["--docs", str(ROOT / "docs"), "--out", str(out / "docs.jsonl")]) == 0
+    return [out / "train.jsonl", out / "docs.jsonl", out / "eval.jsonl"]
+
+
+def test_every_default_sample_is_grounded(default_data):
+    checked, bad = 0, []
+    for path in default_data:
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            source = row["meta"].get("source")
+            page = (ROOT / source).read_text() if source else ""
+            found = grounding.ungrounded(row["messages"], page)
+            checked += 1
+            if found:
+                bad.append((row["meta"]["kind"], found, row["messages"][-1]["content"][:200]))
+    assert checked > 500 and not bad, bad[:3]
+
+
+def test_the_default_data_teaches_the_lab_loop(default_data):
+    rows = [json.loads(line) for line in default_data[0].read_text().splitlines()]
+    kinds = {row["meta"]["kind"] for row in rows}
+    assert {"tool_call", "tool_result", "follow_up", "refusal", "measurement", "concept"} <= kinds
+    assert len(rows) + len(default_data[1].read_text().splitlines()) >= 300
+    # every tool_result conversation carries the lab's JSON and two assistant turns, the first a TOOL line
+    for row in rows:
+        if row["meta"]["kind"] == "tool_result":
+            roles = [m["role"] for m in row["messages"]]
+            assert roles == ["system", "user", "assistant", "user", "assistant"]
+            assert row["messages"][2]["content"].startswith("TOOL: ")
+            assert row["messages"][3]["content"].startswith("Experiment result: {")

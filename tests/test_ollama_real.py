@@ -1,0 +1,82 @@
+"""Against a real Ollama server (0.5.4, ../shared/ollama-cpu, made to run on a CPU): a model created from the
+Modelfile ben-lab writes answers /api/chat, and chat_with_lab.py completes a session through it. Skipped, with the
+reason, where ../shared/ollama-cpu is absent."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from benlab import export, ollama
+from benlab.lab_server import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+OLLAMA_CPU = ROOT.parent / "shared" / "ollama-cpu"
+
+pytestmark = pytest.mark.skipif(not (OLLAMA_CPU / "setup.sh").is_file(),
+                                reason=f"no real Ollama here: {OLLAMA_CPU} is absent")
+
+
+@pytest.fixture(scope="module")
+def real_ollama(tmp_path_factory):
+    """`ollama serve` on a free port with its own model store; yields the environment that reaches it."""
+    subprocess.run([str(OLLAMA_CPU / "setup.sh")], check=True, capture_output=True, timeout=900)
+    home = tmp_path_factory.mktemp("ollama-home")
+    env = {**os.environ, "PATH": f"{OLLAMA_CPU / 'bin'}:{os.environ['PATH']}", "OLLAMA_HOST": f"127.0.0.1:{free_port()}",
+           "OLLAMA_MODELS": str(home / "models"),
+           "BENLAB_OLLAMA_CPU_HOME": os.environ.get("BENLAB_OLLAMA_CPU_HOME", str(Path.home() / ".cache/benlab-ollama-cpu")),
+           "HOME": str(home)}
+    server = subprocess.Popen(["ollama", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"http://{env['OLLAMA_HOST']}/api/version", timeout=1)
+                break
+            except requests.RequestException:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail("ollama serve did not start")
+                time.sleep(0.2)
+        yield env
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_in_ollama(real_ollama, tiny_llama, tmp_path_factory):
+    """The tiny llama as a GGUF, registered as ben-lab from the Modelfile export_ben_lab.py writes."""
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("ollama-model")
+    export.convert_hf_llama(tiny_llama, folder / "ben-lab.gguf", "f32")
+    template = AutoTokenizer.from_pretrained(tiny_llama).chat_template
+    (folder / "Modelfile").write_text(ollama.modelfile("./ben-lab.gguf", template))
+    created = subprocess.run(["ollama", "create", "ben-lab", "-f", "Modelfile"], cwd=folder, env=real_ollama,
+                             capture_output=True, text=True, timeout=300)
+    assert created.returncode == 0, created.stderr
+    return real_ollama
+
+
+def test_the_modelfile_model_is_listed_and_chats(tiny_model_in_ollama):
+    env = tiny_model_in_ollama
+    listed = subprocess.run(["ollama", "list"], env=env, capture_output=True, text=True, timeout=60)
+    assert "ben-lab" in listed.stdout
+    reply = requests.post(f"http://{env['OLLAMA_HOST']}/api/chat", timeout=300, json={
+        "model": "ben-lab", "messages": [{"role": "user", "content": "Which phase?"}], "stream": False,
+        "options": {"num_predict": 8}}).json()
+    assert reply["done"] and reply["eval_count"] >= 1
+
+
+def test_chat_with_lab_completes_a_session_through_ollama(tiny_model_in_ollama, lab_url):
+    run = subprocess.run([sys.executable, str(ROOT / "chat_with_lab.py"), "--backend", "ollama", "--once",
+                          "Run the cluster state, 8 qubits.", "--json", "--api-url", lab_url],
+                         env=tiny_model_in_ollama, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    exchange = json.loads(run.stdout)
+    assert exchange["backend"].startswith("Ollama model ben-lab") and exchange["turns"][0]["replies"]

@@ -1,0 +1,78 @@
+"""How the evaluation judges a generated answer: hand-built answers with known verdicts."""
+
+import json
+
+from benlab import skills, tools
+from benlab.general import PROBES
+
+RESULT = {"experiment_id": "exp-1", "phase_type": "spt_cluster", "summary": {"stabilizer_mean": 0.9914380088,
+          "string_order": 0.940419323, "x_magnetization": 0.0}, "params": {"phase_type": "spt_cluster"}}
+
+
+def row(kind, meta, *messages):
+    return {"meta": {"kind": kind, **meta}, "messages": [{"role": "system", "content": "s"}, *messages]}
+
+
+def test_a_tool_call_counts_only_as_one_right_line():
+    r = row("tool_call", {"call": {"name": "tri", "args": {"phase_type": "spt_cluster", "bias": 0.6}}},
+            {"role": "user", "content": "TRI of the cluster state at bias 0.6?"}, {"role": "assistant", "content": ""})
+    right = tools.tool_line("tri", {"phase_type": "spt_cluster", "bias": 0.6, "seed": 42})  # seed 42 is the default
+    assert skills.verdict(r, right)["ok"]
+    assert not skills.verdict(r, right + "\nThe TRI will be about 0.4.")["ok"]  # more than one line
+    assert not skills.verdict(r, tools.tool_line("tri", {"phase_type": "spt_cluster", "bias": 0.7}))["ok"]
+    assert not skills.verdict(r, "TOOL: {broken")["ok"]
+
+
+def test_result_phase_and_quoted_values():
+    r = row("result_phase", {"answer": "spt_cluster"}, {"role": "user", "content": "Run it."},
+            {"role": "assistant", "content": "TOOL: ..."}, {"role": "user", "content": tools.result_message(RESULT)},
+            {"role": "assistant", "content": ""})
+    good = skills.verdict(r, "stabilizer_mean 0.991 > 0.5, yes. Phase: spt_cluster. string_order 0.940.")
+    assert good == {"ok": True, "pick": "spt_cluster", "quoted": 2, "quoted_right": 2}
+    bad = skills.verdict(r, "Phase: trivial_product. x_magnetization 0.98.")
+    assert not bad["ok"] and bad["quoted"] == 1 and bad["quoted_right"] == 0
+
+
+def test_drift_and_run_picks():
+    assert skills.picked_drift("drift_trend is saturates for pseudorandom: ...") == "Saturates"
+    assert skills.picked_drift("Flat needs every drift under 0.02: no. ... Answer: Grows.") == "Grows"
+    assert skills.picked_run("Run A has TRI 0.8, Run B 0.1; so Run A is larger. Answer: Run A.") == "Run A"
+    assert skills.picked_phase("spt_cluster needs ... no. trivial_product ... yes. Phase: trivial_product.") == "trivial_product"
+    assert skills.picked_phase("It could be spt_cluster or pseudorandom.") is None
+
+
+def test_a_measurement_answer_with_a_number_as_measured_is_invented():
+    r = row("measurement", {}, {"role": "user", "content": "What is the TRI of the cluster state at bias 0.6?"},
+            {"role": "assistant", "content": ""})
+    assert not skills.verdict(r, "The TRI is 0.999.")["ok"]
+    assert skills.verdict(r, 'That has to be measured: TOOL: {"name": "tri", "args": {"bias": 0.6}}. Expectation, '
+                             "not a measurement: about 2 × |2 × 0.6 − 1| = 0.40.")["ok"]
+
+
+def test_concept_needs_every_key_fact():
+    r = row("concept", {"facts": [["string order"], ["stabilizer"], ["topolog", "spt"]]},
+            {"role": "user", "content": "What is the cluster phase?"}, {"role": "assistant", "content": ""})
+    assert skills.verdict(r, "An SPT phase: string order and stabilizers near 1.")["ok"]
+    assert skills.verdict(r, "An SPT phase with string order.") == {"ok": False, "missing": ["stabilizer"]}
+
+
+def test_probe_answers_are_matched_as_whole_words():
+    index = next(i for i, (q, _) in enumerate(PROBES) if q == "What is 12 + 12?")
+    assert skills.probe_right(index, "12 + 12 = 24.")
+    assert not skills.probe_right(index, "The answer is 124.") and not skills.probe_right(index, "It is 2.4.")
+    paris = next(i for i, (q, _) in enumerate(PROBES) if "France" in q)
+    assert skills.probe_right(paris, "The capital of France is Paris.")
+    assert not skills.probe_right(paris, "The capital of France is France.")
+    assert len(PROBES) >= 60 and len({q for q, _ in PROBES}) == len(PROBES)
+
+
+def test_a_session_counts_when_the_call_ran_and_the_answer_matches_the_lab():
+    meta = {"call": {"name": "tri", "args": {}}}
+    ran = {"turns": [{"calls": [{"name": "tri", "ok": True, "result": {"TRI": 0.4141104267}}],
+                      "answer": "TRI = 0.414 for spt_cluster."}]}
+    assert skills.session_right(meta, ran)["ok"]
+    wrong = json.loads(json.dumps(ran))
+    wrong["turns"][0]["answer"] = "TRI = 0.9."
+    assert not skills.session_right(meta, wrong)["ok"]
+    failed = {"turns": [{"calls": [{"name": "tri", "ok": False, "error": "422"}], "answer": "TRI = 0.414."}]}
+    assert not skills.session_right(meta, failed)["ok"]

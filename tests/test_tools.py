@@ -1,0 +1,46 @@
+"""The TOOL protocol: parsing a model's reply, and judging a call against the expected one."""
+
+import pytest
+
+from benlab import tools
+
+
+def test_a_tool_line_is_parsed_and_round_trips():
+    call = tools.parse_tool_call('TOOL: {"name": "tri", "args": {"phase_type": "spt_cluster", "bias": 0.6}}')
+    assert call == tools.ToolCall("tri", {"phase_type": "spt_cluster", "bias": 0.6}) and call.path == "/tri"
+    assert tools.parse_tool_call(call.line()) == call
+    # text after the JSON object and later lines are ignored; the first line decides
+    assert tools.parse_tool_call(call.line() + " thanks\nmore") == call
+    assert tools.parse_tool_call("The TRI is 0.4.\n" + call.line()) is None
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("TOOL: {not json", "not valid JSON"),
+    ('TOOL: ["tri"]', "one JSON object"),
+    ('TOOL: {"name": "teleport", "args": {}}', "unknown tool 'teleport'"),
+    ('TOOL: {"name": "tri", "args": [1]}', "must be a JSON object"),
+])
+def test_a_bad_tool_line_says_what_is_wrong(line, problem):
+    with pytest.raises(tools.ToolError, match=problem):
+        tools.parse_tool_call(line)
+
+
+def test_same_call_allows_omitted_defaults_and_compares_numbers():
+    want = tools.ToolCall("run_phase", {"phase_type": "spt_cluster", "system_size": 10})
+    assert tools.same_call(tools.ToolCall("run_phase", {"phase_type": "spt_cluster", "system_size": 10.0, "depth": 8}), want)
+    assert not tools.same_call(tools.ToolCall("run_phase", {"phase_type": "spt_cluster", "system_size": 12}), want)
+    assert not tools.same_call(tools.ToolCall("tri", {"phase_type": "spt_cluster", "system_size": 10}), want)
+    assert not tools.same_call(tools.ToolCall("run_phase", {"phase_type": "spt_cluster", "system_size": 10, "x": 1}), want)
+    assert not tools.same_call(None, want)
+
+
+def test_tool_defaults_are_the_labs_defaults():
+    from benlab import api
+
+    models = {"run_phase": api.PhaseExperimentRequest, "tri": api.TRIRequest, "discovery": api.DiscoveryRequest,
+              "replay_drift": api.ReplayDriftRequest}
+    for name, model in models.items():
+        lab = {k: f.default for k, f in model.model_fields.items() if not f.is_required()}
+        lab = {k: [p.value for p in v] if k == "phases" else getattr(v, "value", v) for k, v in lab.items()}
+        assert tools.TOOL_DEFAULTS[name] == lab, name
+        assert tools.TOOL_PATHS[name] in {r.path for r in api.app.routes}
