@@ -155,6 +155,18 @@ def run_sessions(sessions: list[dict], gguf: Path, lab_url: str, bar=None) -> li
     return results
 
 
+def first_of_each_kind(rows: list[dict], limit: int | None) -> list[dict]:
+    """The first `limit` rows of each kind (all with no limit), in file order."""
+    seen: dict[str, int] = {}
+    kept = []
+    for row in rows:
+        kind = row["kind"] if "kind" in row else row["meta"]["kind"]
+        seen[kind] = seen.get(kind, 0) + 1
+        if limit is None or seen[kind] <= limit:
+            kept.append(row)
+    return kept
+
+
 def base_gguf(base) -> Path | None:
     """The GGUF file the base model was loaded from (the embedded default), if any."""
     if base.gguf_file:
@@ -175,7 +187,7 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
     if not metrics_path.is_file():
         raise BenLabError(f"{adapter_dir} has no metrics.json; train first with finetune_ben_lab.py")
     questions, generated, sessions = read_questions(eval_path)
-    questions, generated, sessions = questions[:limit], generated[:limit], sessions[:limit]
+    questions, generated, sessions = (first_of_each_kind(rows, limit) for rows in (questions, generated, sessions))
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir)  # the trained tokenizer, with its chat template

@@ -116,8 +116,11 @@ def test_report_files(tiny_llama, lab_data, tmp_path):
     assert run_main(evaluate.main, ["--adapter-dir", str(adapter), "--eval-data", str(lab_data[1]), "--out-dir", str(out),
                                     "--limit", "3", "--gguf", str(tmp_path / "none.gguf")]) == 0
     report = json.loads((out / "report.json").read_text())
-    for key in ("tool_call", "result_phase", "result_drift", "invented_measurements", "concepts", "general_retention"):
-        assert set(report[key]) == {"base", "finetuned", "n"} and report[key]["n"] > 0, key
+    for key in ("tool_call", "result_phase", "result_drift", "invented_measurements", "concepts"):
+        assert set(report[key]) == {"base", "finetuned", "n"} and report[key]["n"] == 3, key
+    # a random tiny model answers no probe right: retention has nothing to keep, and says so (n 0)
+    assert set(report["general_retention"]) == {"base", "finetuned", "n"}
+    assert report["general_probes"]["n"] == 12
     predictions = json.loads((out / "predictions.json").read_text())
     assert {p["kind"] for p in predictions} >= {"tool_call", "concept", "measurement", "general_probe"}
     for kind in ("phase_identification", "tri_comparison", "drift_class"):
