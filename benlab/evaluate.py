@@ -122,6 +122,27 @@ def heldout_loss(model, tokenizer, chats: list[list[dict]]) -> float:
     return total / max(tokens, 1)
 
 
+def multiple_choice_results(questions: list[dict], answers: dict) -> tuple[dict, list[dict]]:
+    """Accuracy per question type for each model (the choice with the highest score is its pick), and one
+    prediction record per question. `answers[model][i]` is (reasoning, score per choice) for question i."""
+    results = {kind: {"base": 0, "finetuned": 0, "n": 0, "chance": round(1 / n, 3)} for kind, n in QUESTION_TYPES.items()}
+    predictions = []
+    for i, question in enumerate(questions):
+        entry = results[question["kind"]]
+        entry["n"] += 1
+        prediction = {"kind": question["kind"], "answer": question["answer"], "choices": question["choices"]}
+        for name in ("base", "finetuned"):
+            reasoning, scores = answers[name][i]
+            pick = question["choices"][max(range(len(scores)), key=scores.__getitem__)]
+            entry[name] += pick == question["answer"]
+            prediction[name] = {"reasoning": reasoning, "scores": scores, "pick": pick}
+        predictions.append(prediction)
+    for entry in results.values():
+        for name in ("base", "finetuned"):
+            entry[name] = round(entry[name] / entry["n"], 4) if entry["n"] else None
+    return results, predictions
+
+
 def generated_answers(model, tokenizer, rows: list[dict], bar=None) -> list[str]:
     """Each row's answer, generated per kind with that kind's token budget."""
     answers = [""] * len(rows)
@@ -197,40 +218,24 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     print(f"[eval] loading {base.name} ({precision}) and the adapter from {adapter_dir}", flush=True)
     model = PeftModel.from_pretrained(load_model(base, dtype), adapter_dir).eval()
-    results = {kind: {"base": 0, "finetuned": 0, "n": 0, "chance": round(1 / n, 3)} for kind, n in QUESTION_TYPES.items()}
     chats = [q["chat"] for q in questions]
     probes = skills.probe_chats()[: limit and 4 * limit]
     answers, losses, texts, probe_answers = {}, {}, {}, {}
     total = 2 * (2 * len(questions) + len(generated) + len(probes))
+
+    def answer_everything(name: str, bar) -> None:
+        answers[name] = answer_all(model, tokenizer, questions, bar)
+        texts[name] = generated_answers(model, tokenizer, generated, bar)
+        probe_answers[name] = generate_replies(model, tokenizer, probes, skills.PROBE_TOKENS, bar=bar)
+        losses[name] = heldout_loss(model, tokenizer, chats)
+
     with tqdm(total=total, desc="answering", unit="q") as bar:
-        for name in ("base", "finetuned"):
-            if name == "base":
-                with model.disable_adapter():
-                    answers[name] = answer_all(model, tokenizer, questions, bar)
-                    texts[name] = generated_answers(model, tokenizer, generated, bar)
-                    probe_answers[name] = generate_replies(model, tokenizer, probes, skills.PROBE_TOKENS, bar=bar)
-                    losses[name] = heldout_loss(model, tokenizer, chats)
-                # The adapter merged into the weights: the same model, without the adapter's per-layer overhead.
-                model = model.merge_and_unload()
-            else:
-                answers[name] = answer_all(model, tokenizer, questions, bar)
-                texts[name] = generated_answers(model, tokenizer, generated, bar)
-                probe_answers[name] = generate_replies(model, tokenizer, probes, skills.PROBE_TOKENS, bar=bar)
-                losses[name] = heldout_loss(model, tokenizer, chats)
-    predictions = []
-    for i, question in enumerate(questions):
-        entry = results[question["kind"]]
-        entry["n"] += 1
-        prediction = {"kind": question["kind"], "answer": question["answer"], "choices": question["choices"]}
-        for name in ("base", "finetuned"):
-            reasoning, scores = answers[name][i]
-            pick = question["choices"][max(range(len(scores)), key=scores.__getitem__)]
-            entry[name] += pick == question["answer"]
-            prediction[name] = {"reasoning": reasoning, "scores": scores, "pick": pick}
-        predictions.append(prediction)
-    for entry in results.values():
-        for name in ("base", "finetuned"):
-            entry[name] = round(entry[name] / entry["n"], 4) if entry["n"] else None
+        with model.disable_adapter():
+            answer_everything("base", bar)
+        # The adapter merged into the weights: the same model, without the adapter's per-layer overhead.
+        model = model.merge_and_unload()
+        answer_everything("finetuned", bar)
+    results, predictions = multiple_choice_results(questions, answers)
     # Generated answers, judged.
     counts: dict[str, dict] = {}
     quoted = {"base": [0, 0], "finetuned": [0, 0]}

@@ -13,7 +13,7 @@ import random
 from benlab import samples, tools
 from benlab.concepts import CONCEPTS
 from benlab.prompts import SYSTEM_PROMPT
-from benlab.samples import ANSWER_MARK, PHASES, Quotes, measurements
+from benlab.samples import PHASES, Quotes, measurements
 
 # The names people use for each phase.
 PHASE_WORDS = {
@@ -314,7 +314,7 @@ def expectation(quantity: str, args: dict) -> str:
                 f"2 × {bias:g} − 1 = {2 * bias - 1:.2f}.")
     if phase == "spt_cluster":
         return "Expectation, not a measurement: near 1 for the cluster state, a little lower with noise and depth."
-    return f"Expectation, not a measurement: near 0, since only the cluster state has string order."
+    return "Expectation, not a measurement: near 0, since only the cluster state has string order."
 
 
 def measurement_question_sample(rng: random.Random, split: str, seed: int, kind: str = "measurement") -> dict:

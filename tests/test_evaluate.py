@@ -137,3 +137,17 @@ def test_report_files(tiny_llama, lab_data, tmp_path):
 def test_missing_eval_file_is_one_line(tmp_path, capsys):
     assert run_main(evaluate.main, ["--eval-data", str(tmp_path / "nope.jsonl")]) == 2
     assert "generate_lab_training_data.py" in capsys.readouterr().err
+
+
+def test_accuracy_from_hand_built_scores():
+    choices = ["Run A", "Run B"]
+    questions = [{"kind": "tri_comparison", "answer": "Run A", "choices": choices, "chat": []},
+                 {"kind": "tri_comparison", "answer": "Run B", "choices": choices, "chat": []},
+                 {"kind": "drift_class", "answer": "Flat", "choices": ["Grows", "Saturates", "Flat"], "chat": []}]
+    answers = {"base": [("r", [-1.0, -2.0]), ("r", [-1.0, -2.0]), ("r", [-3.0, -2.0, -1.0])],
+               "finetuned": [("r", [-0.1, -5.0]), ("r", [-5.0, -0.1]), ("r", [-0.5, -2.0, -1.0])]}
+    results, predictions = evaluate.multiple_choice_results(questions, answers)
+    assert results["tri_comparison"] == {"base": 0.5, "finetuned": 1.0, "n": 2, "chance": 0.5}
+    assert results["drift_class"] == {"base": 1.0, "finetuned": 0.0, "n": 1, "chance": 0.333}
+    assert results["phase_identification"]["n"] == 0 and results["phase_identification"]["base"] is None
+    assert [p["finetuned"]["pick"] for p in predictions] == ["Run A", "Run B", "Grows"]

@@ -188,7 +188,7 @@ def fake_ollama(directory, version="0.5.7", fail_create=False):
 
 
 @pytest.mark.parametrize("version, mode", [("0.5.7", "adapter"), ("0.34.1", "merged")])
-def test_export_registers_ben_lab_with_ollama(adapter_dir, base_gguf, tmp_path, monkeypatch, version, mode):
+def test_export_calls_a_stand_in_ollama_with_the_right_arguments(adapter_dir, base_gguf, tmp_path, monkeypatch, version, mode):
     log = fake_ollama(tmp_path, version)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     out = tmp_path / "out"
@@ -201,7 +201,7 @@ def test_export_registers_ben_lab_with_ollama(adapter_dir, base_gguf, tmp_path, 
     assert (out / "ben-lab.gguf").exists() and (out / "ben-lab-adapter.gguf").exists()
 
 
-def test_ollama_create_failure_is_one_line(adapter_dir, base_gguf, tmp_path, monkeypatch, capsys):
+def test_stand_in_ollama_create_failure_is_one_line(adapter_dir, base_gguf, tmp_path, monkeypatch, capsys):
     fake_ollama(tmp_path, fail_create=True)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     argv = ["--adapter-dir", str(adapter_dir), "--out-dir", str(tmp_path / "out"), "--base-gguf", str(base_gguf),

@@ -46,6 +46,38 @@ def strong_adapter(tiny_llama, tmp_path_factory, lab_data):
     return out
 
 
+ALL_MODULES = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+               "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+               "ffn_down": "mlp.down_proj"}
+
+
+def write_random_lora(gguf_path, arch, model_type, modules, rank, out, scale, rng):
+    """A PEFT adapter folder shaped for a GGUF base (random A; B scaled by `scale`, 0 for a zero adapter)."""
+    import json
+
+    import gguf
+    from safetensors.numpy import save_file
+
+    reader = gguf.GGUFReader(str(gguf_path))
+    meta = {k: f.contents() for k, f in reader.fields.items() if k.startswith(f"{arch}.")}
+    shapes = {t.name: [int(x) for x in t.shape] for t in reader.tensors}  # gguf order: (in, out)
+    tensors = {}
+    for layer in range(meta[f"{arch}.block_count"]):
+        for short, module in modules.items():
+            n_in, n_out = shapes[f"blk.{layer}.{short}.weight"]
+            prefix = f"base_model.model.model.layers.{layer}.{module}"
+            tensors[f"{prefix}.lora_A.weight"] = (0.05 * rng.standard_normal((rank, n_in))).astype(np.float32)
+            tensors[f"{prefix}.lora_B.weight"] = (scale * rng.standard_normal((n_out, rank))).astype(np.float32)
+    out.mkdir()
+    save_file(tensors, str(out / "adapter_model.safetensors"))
+    (out / "adapter_config.json").write_text(json.dumps({"r": rank, "lora_alpha": 2 * rank}))
+    config = {"model_type": model_type, "num_attention_heads": meta[f"{arch}.attention.head_count"],
+              "num_key_value_heads": meta[f"{arch}.attention.head_count_kv"],
+              "num_hidden_layers": meta[f"{arch}.block_count"]}
+    (out / "metrics.json").write_text(json.dumps({"model_config": config}))
+    return tensors
+
+
 def hf_logits(tiny_llama, adapter=None):
     model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
     if adapter:
@@ -92,42 +124,17 @@ def test_gemma3_adapter_applies_in_llama_cpp_to_the_real_gemma3_gguf(tmp_path):
     passes, llama.cpp loads and applies the adapter, and a zero adapter changes nothing. (The adapter's effect is not
     compared with PEFT's to 1e-2: on this Q4_K model the two runtimes differ by more than that without any adapter,
     see the next test.)"""
-    import json
 
     import gguf
-    from safetensors.numpy import save_file
 
     from benlab import models
 
     base = models.resolve("gemma3-270m")  # the embedded package, installed by scripts/bootstrap.sh
     gguf_path = Path(base.path) / base.gguf_file
-    reader = gguf.GGUFReader(str(gguf_path))
-    meta = {k: f.contents() for k, f in reader.fields.items() if k.startswith("gemma3.")}
-    shapes = {t.name: [int(x) for x in t.shape] for t in reader.tensors}  # gguf order: (in, out)
-    layers, rank = meta["gemma3.block_count"], 8
-    hf_names = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-                "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-                "ffn_down": "mlp.down_proj"}
+    layers = gguf.GGUFReader(str(gguf_path)).fields["gemma3.block_count"].contents()
     rng = np.random.default_rng(0)
-
-    def write_lora(out, scale):
-        tensors = {}
-        for layer in range(layers):
-            for short, module in hf_names.items():
-                n_in, n_out = shapes[f"blk.{layer}.{short}.weight"]
-                prefix = f"base_model.model.model.layers.{layer}.{module}"
-                tensors[f"{prefix}.lora_A.weight"] = (0.05 * rng.standard_normal((rank, n_in))).astype(np.float32)
-                tensors[f"{prefix}.lora_B.weight"] = (scale * rng.standard_normal((n_out, rank))).astype(np.float32)
-        out.mkdir()
-        save_file(tensors, str(out / "adapter_model.safetensors"))
-        (out / "adapter_config.json").write_text(json.dumps({"r": rank, "lora_alpha": 16}))
-        config = {"model_type": "gemma3_text", "num_attention_heads": meta["gemma3.attention.head_count"],
-                  "num_key_value_heads": meta["gemma3.attention.head_count_kv"], "num_hidden_layers": layers}
-        (out / "metrics.json").write_text(json.dumps({"model_config": config}))
-        return tensors
-
-    tensors = write_lora(tmp_path / "lora", 0.01)
-    write_lora(tmp_path / "zero", 0.0)
+    tensors = write_random_lora(gguf_path, "gemma3", "gemma3_text", ALL_MODULES, 8, tmp_path / "lora", 0.01, rng)
+    write_random_lora(gguf_path, "gemma3", "gemma3_text", ALL_MODULES, 8, tmp_path / "zero", 0.0, rng)
     adapter, zero = tmp_path / "adapter.gguf", tmp_path / "zero.gguf"
     export.write_adapter_gguf(tmp_path / "lora", adapter, "f32", gguf_path)
     export.write_adapter_gguf(tmp_path / "zero", zero, "f32", gguf_path)
@@ -160,3 +167,25 @@ def test_transformers_and_llama_cpp_compute_the_same_gemma3():
     cpp = np.array(llm.scores[: len(ids)], dtype=np.float32)
     assert (hf.argmax(-1) == cpp.argmax(-1)).all()
     assert min(np.corrcoef(h, c)[0, 1] for h, c in zip(hf, cpp)) > 0.99
+
+
+def test_merge_into_the_embedded_smollm2_q4_1_gguf_loads_in_llama_cpp(tmp_path):
+    """The default path: an adapter merged into the embedded SmolLM2-135M Q4_1 GGUF. llama.cpp loads the merged
+    file; a zero adapter keeps the base's next-token choices (only the adapted tensors change type, Q4_1 -> f16),
+    a random one moves the logits."""
+
+
+    from benlab import models
+
+    base = models.resolve("smollm2")
+    gguf_path = Path(base.path) / base.gguf_file
+    modules = {short: ALL_MODULES[short] for short in ("attn_q", "attn_k", "ffn_down")}
+    rng = np.random.default_rng(0)
+    write_random_lora(gguf_path, "llama", "llama", modules, 4, tmp_path / "zero", 0.0, rng)
+    write_random_lora(gguf_path, "llama", "llama", modules, 4, tmp_path / "random", 0.05, rng)
+    export.merge_into_gguf(tmp_path / "zero", gguf_path, tmp_path / "zero.gguf", "f16")
+    export.merge_into_gguf(tmp_path / "random", gguf_path, tmp_path / "random.gguf", "f16")
+    plain, zero, moved = (cpp_logits(p) for p in (gguf_path, tmp_path / "zero.gguf", tmp_path / "random.gguf"))
+    assert (zero.argmax(-1) == plain.argmax(-1)).mean() >= 0.75
+    assert np.corrcoef(zero.ravel(), plain.ravel())[0, 1] > 0.99
+    assert np.abs(moved - zero).max() > 1.0

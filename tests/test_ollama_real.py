@@ -80,3 +80,31 @@ def test_chat_with_lab_completes_a_session_through_ollama(tiny_model_in_ollama, 
     assert run.returncode == 0, run.stderr
     exchange = json.loads(run.stdout)
     assert exchange["backend"].startswith("Ollama model ben-lab") and exchange["turns"][0]["replies"]
+
+
+def test_auto_mode_follows_the_real_version_and_an_adapter_model_chats(real_ollama, tiny_llama, lab_data, tmp_path,
+                                                                        monkeypatch):
+    from transformers import AutoTokenizer
+
+    from benlab import train
+    from benlab.common import run_main
+
+    monkeypatch.setenv("PATH", real_ollama["PATH"])
+    monkeypatch.setenv("BENLAB_OLLAMA_CPU_HOME", real_ollama["BENLAB_OLLAMA_CPU_HOME"])
+    found = ollama.find_ollama()
+    assert found.version == (0, 5, 4)  # "ollama version is 0.5.4-ipexllm-20250407"
+    assert ollama.choose_mode("auto", found) == "adapter"
+    lora = tmp_path / "lora"
+    assert run_main(train.main, ["--base-model", str(tiny_llama), "--data", str(lab_data[0]), "--output-dir", str(lora),
+                                 "--max-steps", "2", "--general-replay", "0", "--max-seq-len", "256"]) == 0
+    export.convert_hf_llama(tiny_llama, tmp_path / "base.gguf", "f32")
+    export.write_adapter_gguf(lora, tmp_path / "adapter.gguf", "f32", tmp_path / "base.gguf")
+    template = AutoTokenizer.from_pretrained(tiny_llama).chat_template
+    (tmp_path / "Modelfile").write_text(ollama.modelfile("./base.gguf", template, adapter="./adapter.gguf"))
+    created = subprocess.run(["ollama", "create", "ben-lab-adapter", "-f", "Modelfile"], cwd=tmp_path, env=real_ollama,
+                             capture_output=True, text=True, timeout=300)
+    assert created.returncode == 0, created.stderr
+    reply = requests.post(f"http://{real_ollama['OLLAMA_HOST']}/api/chat", timeout=300, json={
+        "model": "ben-lab-adapter", "messages": [{"role": "user", "content": "TRI?"}], "stream": False,
+        "options": {"num_predict": 4}}).json()
+    assert reply.get("done"), reply

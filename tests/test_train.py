@@ -184,3 +184,21 @@ def test_general_replay_holds_the_base_models_own_answers(tiny_llama, tmp_path):
                               train.REPLAY_TOKENS)
     for chat, reply in zip(chats, direct):
         assert reply.startswith(chat[2]["content"])
+
+
+@pytest.mark.parametrize("cuda, cached, reachable, expected, source", [
+    (True, True, False, "meta-llama/Llama-3.2-1B-Instruct", "cache"),
+    (True, False, True, "meta-llama/Llama-3.2-1B-Instruct", "hub"),
+    (True, False, False, "SmolLM2-135M-Instruct", "embedded"),  # a GPU, but the 1B model cannot be had
+    (False, True, True, "SmolLM2-135M-Instruct", "embedded"),  # no GPU: the 1B default would be slow
+])
+def test_default_base_model_for_each_machine(monkeypatch, cuda, cached, reachable, expected, source):
+    from benlab import models
+
+    monkeypatch.setattr(models, "cuda_available", lambda: cuda)
+    monkeypatch.setattr(models, "hub_cached", lambda model_id: cached)
+    monkeypatch.setattr(models, "hub_reachable", lambda model_id: reachable)
+    base = models.resolve(None)
+    assert (base.name, base.source) == (expected, source)
+    if source == "embedded":
+        assert base.gguf_file.endswith(".gguf") and ("no CUDA GPU" in base.reason) == (not cuda)
