@@ -26,6 +26,11 @@ from benlab.ollama import MODEL_NAME
 DEFAULT_LAB_URL = "http://127.0.0.1:8000"
 MAX_TOOL_CALLS = 3
 MAX_REPLY_TOKENS = 400
+CONTEXT_TOKENS = 8192  # three lab results of ~1,000 tokens each, with room to explain them
+
+
+class ContextFull(BenLabError):
+    """The conversation has outgrown the model's context window."""
 
 
 def ollama_url() -> str:
@@ -74,12 +79,16 @@ class LlamaCppChat:
             from llama_cpp import Llama
         except ImportError:
             raise BenLabError("llama-cpp-python is not installed; run ./scripts/bootstrap.sh") from None
-        self.llm = Llama(model_path=str(gguf), n_ctx=4096, verbose=False, seed=0)
+        self.llm = Llama(model_path=str(gguf), n_ctx=CONTEXT_TOKENS, verbose=False, seed=0)
         self.name = f"llama.cpp on {gguf}"
         self.max_tokens = max_tokens
 
     def __call__(self, messages: list[dict]) -> str:
-        reply = self.llm.create_chat_completion(messages=messages, temperature=0, max_tokens=self.max_tokens)
+        try:
+            reply = self.llm.create_chat_completion(messages=messages, temperature=0, max_tokens=self.max_tokens)
+        except ValueError as error:  # llama-cpp-python's way of saying the prompt is longer than the context
+            raise ContextFull(f"the conversation no longer fits the model's {CONTEXT_TOKENS}-token context ({error}); "
+                              "start a new chat") from None
         return reply["choices"][0]["message"]["content"] or ""
 
 

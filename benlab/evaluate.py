@@ -166,11 +166,13 @@ def run_sessions(sessions: list[dict], gguf: Path, lab_url: str, bar=None) -> li
         run = subprocess.run([sys.executable, str(script), "--once", question, "--json", "--backend", "llama-cpp",
                               "--gguf", str(gguf), "--api-url", lab_url, "--max-tokens", str(SESSION_TOKENS)],
                              capture_output=True, text=True, timeout=600)
-        if run.returncode != 0:
-            raise BenLabError(f"chat_with_lab.py failed on a session ({run.stderr.strip().splitlines()[-1:]})")
-        exchange = json.loads(run.stdout)
-        results.append({"question": question, "answer": exchange["turns"][-1]["answer"],
-                        "calls": exchange["turns"][-1]["calls"], **skills.session_right(row["meta"], exchange)})
+        if run.returncode != 0:  # a session that breaks (e.g. outgrows the context) counts as failed, with why
+            why = (run.stderr.strip().splitlines() or ["no message"])[-1]
+            results.append({"question": question, "answer": "", "calls": [], "ok": False, "error": why})
+        else:
+            exchange = json.loads(run.stdout)
+            results.append({"question": question, "answer": exchange["turns"][-1]["answer"],
+                            "calls": exchange["turns"][-1]["calls"], **skills.session_right(row["meta"], exchange)})
         if bar is not None:
             bar.update()
     return results

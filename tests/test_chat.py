@@ -147,3 +147,10 @@ def test_once_on_llama_cpp_with_a_tiny_gguf(lab_url, tiny_llama, tmp_path):
     assert result.returncode == 0, result.stderr
     exchange = json.loads(result.stdout)
     assert exchange["backend"] == f"llama.cpp on {gguf_path}" and exchange["messages"][1]["role"] == "user"
+
+
+def test_a_conversation_longer_than_the_context_is_one_line(lab_url, tiny_llama, tmp_path):
+    gguf_path = tmp_path / "tiny.gguf"
+    export.convert_hf_llama(tiny_llama, gguf_path, "f32")
+    result = cli("--once", "phase " * 9000, "--backend", "llama-cpp", "--gguf", str(gguf_path), "--api-url", lab_url)
+    assert result.returncode == 2 and "no longer fits" in result.stderr and "Traceback" not in result.stderr
