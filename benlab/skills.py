@@ -39,10 +39,14 @@ def picked_run(answer: str) -> str | None:
 
 
 def picked_drift(answer: str) -> str | None:
-    """The class an answer states: after "Answer:", or the drift_trend it quotes, or the first class it names."""
-    text = answer.split(ANSWER_MARK, 1)[1] if ANSWER_MARK in answer else answer
-    found = re.search(r"\b(grows|saturates|flat)\b", text, re.IGNORECASE)
-    return found.group(1).capitalize() if found else None
+    """The class an answer states: the drift_trend it quotes, else the class after "Answer:", else the first class
+    it names."""
+    for text in (answer.split("drift_trend is", 1)[1][:12] if "drift_trend is" in answer else "",
+                 answer.split(ANSWER_MARK, 1)[1] if ANSWER_MARK in answer else "", answer):
+        found = re.search(r"\b(grows|saturates|flat)\b", text, re.IGNORECASE)
+        if found:
+            return found.group(1).capitalize()
+    return None
 
 
 def context_text(row: dict) -> str:
@@ -100,5 +104,5 @@ def session_right(meta: dict, exchange: dict) -> dict:
             ok = any("." in n and grounding.matches(n, result["TRI"]) for n in grounding.numbers(answer))
         else:
             ok = picked_drift(answer) == result["drift_trend"].capitalize()
-    return {"ok": ok, "calls": len(calls), "failed_calls": len(calls) - len(ran)}
+    return {"ok": ok, "tool_calls": len(calls), "failed_calls": len(calls) - len(ran)}
 
