@@ -95,26 +95,14 @@ def phase_words(rng: random.Random, phase: str) -> str:
     return rng.choice(PHASE_WORDS[phase])
 
 
+# How each stated argument reads in a request, in this order.
+DETAIL_FORMATS = (("system_size", "{} qubits"), ("depth", "depth {}"), ("base_depth", "base depth {}"),
+                  ("depth_factors", "depth factors {}"), ("num_per_phase", "{} runs each"), ("k", "k={}"),
+                  ("bias", "bias {:g}"), ("noise", "noise {:g}"), ("seed", "seed {}"))
+
+
 def details_text(args: dict) -> str:
-    parts = []
-    if "system_size" in args:
-        parts.append(f"{args['system_size']} qubits")
-    if "depth" in args:
-        parts.append(f"depth {args['depth']}")
-    if "base_depth" in args:
-        parts.append(f"base depth {args['base_depth']}")
-    if "depth_factors" in args:
-        parts.append(f"depth factors {args['depth_factors']}")
-    if "num_per_phase" in args:
-        parts.append(f"{args['num_per_phase']} runs each")
-    if "k" in args:
-        parts.append(f"k={args['k']}")
-    if "bias" in args:
-        parts.append(f"bias {args['bias']:g}")
-    if "noise" in args:
-        parts.append(f"noise {args['noise']:g}")
-    if "seed" in args:
-        parts.append(f"seed {args['seed']}")
+    parts = [text.format(args[key]) for key, text in DETAIL_FORMATS if key in args]
     return (", " if parts else "") + ", ".join(parts)
 
 
