@@ -95,7 +95,7 @@ stop_lab() {  # only the lab this run started; also on failure and Ctrl-C (the E
   echo "[lab] stopped the local lab this run started"
 }
 trap stop_lab EXIT
-trap 'echo "interrupted: finished steps keep their output; run the same command again to go on" >&2; exit 130' INT TERM HUP
+trap 'echo "interrupted: finished steps keep their output; run the same command again to go on" >&2; exit 130' INT TERM
 
 start_lab() {  # use the lab at JARVIS_LAB_URL when it answers, else start one on a free port
   if "$PY" -m benlab.lab_client "$LAB_URL" >/dev/null 2>&1; then
@@ -105,11 +105,7 @@ start_lab() {  # use the lab at JARVIS_LAB_URL when it answers, else start one o
   local port
   port="$("$PY" -c 'from benlab.lab_server import free_port; print(free_port())')"
   LAB_URL="http://127.0.0.1:$port"
-  # Its own session (where setsid exists): a Ctrl-C reaches the step that is running, which stops cleanly, and the
-  # lab is stopped by the trap afterwards, not killed under the step's feet.
-  local detach=()
-  command -v setsid >/dev/null 2>&1 && detach=(setsid)
-  ${detach[@]+"${detach[@]}"} "$PY" jarvis_api.py --port "$port" --log-level warning >/dev/null &
+  "$PY" jarvis_api.py --port "$port" --log-level warning >/dev/null &
   LAB_PID=$!
   if ! "$PY" -m benlab.lab_client "$LAB_URL" --wait 60 --pid "$LAB_PID" >/dev/null; then
     echo "error: the local lab did not start on port $port; run 'python jarvis_api.py' to see why" >&2
