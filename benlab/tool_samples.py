@@ -281,28 +281,28 @@ def refusal_sample(rng: random.Random, split: str) -> dict:
 
 
 def expectation(quantity: str, args: dict) -> str:
-    """What theory expects, labelled as expectation, derived step by step from the question's numbers."""
+    """What theory expects (the caller labels it as expectation), derived step by step from the question's numbers."""
     phase, bias, n = args["phase_type"], args.get("bias", 0.5), args.get("system_size", 12)
     if quantity == "tri":
         if phase == "pseudorandom":
-            return "Expectation, not a measurement: a random circuit scrambles the initial tilt away, so TRI should be small."
-        return (f"Expectation, not a measurement: the {phase} circuit keeps the spin-flip symmetry, so TRI should be "
+            return "a random circuit scrambles the initial tilt away, so TRI should be small."
+        return (f"the {phase} circuit keeps the spin-flip symmetry, so TRI should be "
                 f"about 2 × |2 × {bias:g} − 1| = {2 * abs(2 * bias - 1):.2f}.")
     if quantity == "entanglement":
         if phase == "trivial_product":
-            return "Expectation, not a measurement: a product state has zero entanglement."
+            return "a product state has zero entanglement."
         if phase == "pseudorandom":
-            return (f"Expectation, not a measurement: a deep random circuit approaches the Page value "
+            return (f"a deep random circuit approaches the Page value "
                     f"{n}/2 × ln 2 − 1/2 = {n / 2 * samples.LN2 - 0.5:.2f} nats.")
-        return "Expectation, not a measurement: at bias 0.5 the ideal state has ln 2 = 0.693 nats across the cut."
+        return "at bias 0.5 the ideal state has ln 2 = 0.693 nats across the cut."
     if quantity == "magnetization":
         if phase == "pseudorandom":
-            return "Expectation, not a measurement: a scrambled state's magnetization should be near zero."
-        return (f"Expectation, not a measurement: the magnetization should follow the starting tilt, "
+            return "a scrambled state's magnetization should be near zero."
+        return (f"the magnetization should follow the starting tilt, "
                 f"2 × {bias:g} − 1 = {2 * bias - 1:.2f}.")
     if phase == "spt_cluster":
-        return "Expectation, not a measurement: near 1 for the cluster state, a little lower with noise and depth."
-    return "Expectation, not a measurement: near 0, since only the cluster state has string order."
+        return "near 1 for the cluster state, a little lower with noise and depth."
+    return "near 0, since only the cluster state has string order."
 
 
 def measurement_question_sample(rng: random.Random, split: str, seed: int, kind: str = "measurement") -> dict:
@@ -321,7 +321,7 @@ def measurement_question_sample(rng: random.Random, split: str, seed: int, kind:
         what=phase_words(rng, args["phase_type"]), details=details_text(rest))
     answer = (f"That has to be measured: there is no lab result for it in this conversation, so I will not give a "
               f"number as measured. The {tool} experiment measures it: {tools.tool_line(tool, args)} "
-              f"(chat_with_lab.py runs it for you). {expectation(quantity, args)}")
+              f"(chat_with_lab.py runs it for you). Expectation, not a measurement: {expectation(quantity, args)}")
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question},
                 {"role": "assistant", "content": answer}]
     return chat_sample(kind, messages, args, Quotes(), call={"name": tool, "args": args})
