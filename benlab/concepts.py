@@ -4,11 +4,14 @@ every number in it appears on that page (tests/test_grounding.py checks this), l
 expects, never as a measurement of this conversation.
 
 Each concept has training phrasings and held-out phrasings (the evaluation's `concepts` score), and the key facts
-an answer must contain to count: a list of facts, each a tuple of accepted spellings.
+an answer must contain to count: a list of facts, each a tuple of accepted spellings. The training phrasings are
+its own questions plus SUBJECT_TEMPLATES filled with the names people give it (SUBJECTS): a small model learns which
+answer goes with which name only from many askings; a filled template equal to a held-out phrasing is left out.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -193,3 +196,47 @@ CONCEPTS = (
         (("20",), ("422", "limit")),
     ),
 )
+
+
+# The names a concept is asked about by, for SUBJECT_TEMPLATES.
+SUBJECTS = {
+    "phase names": ("the names of the lab's phases", "the lab's phase_type names", "the four phase_type values"),
+    "ising phase": ("ising_symmetry_breaking", "the Ising symmetry-breaking phase", "the ferromagnet phase",
+                    "the GHZ cat state of the lab"),
+    "cluster phase": ("spt_cluster", "the cluster state", "the SPT phase", "the SPT cluster phase"),
+    "trivial phase": ("trivial_product", "the product-state phase", "the paramagnet phase", "the trivial phase"),
+    "pseudorandom phase": ("pseudorandom", "the random-circuit phase", "the scrambled phase"),
+    "bias": ("the bias parameter", "bias", "the starting tilt b"),
+    "noise and depth": ("noise and depth", "the noise parameter", "circuit depth"),
+    "features": ("the lab's features", "feature_vector", "the feature names"),
+    "telling phases apart": ("the phase fingerprints", "identifying a phase from its features"),
+    "string order": ("string_order", "the string order", "stabilizer_mean"),
+    "entanglement": ("entanglement_norm", "the half-chain entanglement", "the Page value"),
+    "TRI": ("TRI", "the time-reversal instability", "the /tri endpoint"),
+    "Loschmidt echo": ("loschmidt_echo", "the Loschmidt echo", "the echo of a TRI run"),
+    "replay drift": ("replay drift", "drift_trend", "the /replay_drift endpoint"),
+    "discovery": ("discovery", "purity and ARI", "the /discovery endpoint"),
+    "limits": ("the lab's limits", "the system-size limit", "the largest experiment the lab runs"),
+}
+SUBJECT_TEMPLATES = ("Explain {s}.", "Tell me about {s}.", "What should I know about {s}?",
+                     "Give me a short explanation of {s}.", "Can you explain {s} to me?", "{s}: what is it about?")
+
+
+def normalized(question: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9_]+", question.lower()))
+
+
+def training_questions(concept: Concept, per_subject: int = 2) -> list[str]:
+    """The concept's own training questions, then `per_subject` templates for each of its names, the templates
+    rotating across names (none equal to a held-out phrasing, none repeated)."""
+    seen = {normalized(q) for q in concept.held_out}
+    filled = [SUBJECT_TEMPLATES[(i + j) % len(SUBJECT_TEMPLATES)].format(s=subject)
+              for i, subject in enumerate(SUBJECTS[concept.name]) for j in range(per_subject)]
+    asked = []
+    for question in concept.questions + tuple(filled):
+        if question.startswith("the "):
+            question = "The" + question[3:]
+        if normalized(question) not in seen:
+            seen.add(normalized(question))
+            asked.append(question)
+    return asked

@@ -255,15 +255,16 @@ def build_samples(jobs: list[Job], responses: dict[str, dict], seed: int, counts
                 out.append(tool_samples.follow_up_sample(rng, args, response))
     for split, runs in tri_runs.items():
         out = train if split == "train" else held_out
+        # Training pairs each run with the next and, every other run, the one after: more comparisons from the same
+        # lab runs (each run's TRI is seen on both sides, larger and smaller).
         for i, a in enumerate(runs):
-            b = runs[(i + 1) % len(runs)]
-            if split == "train" and i % 3 == 2:  # two pairs in three: the default run fits the CPU budget
-                continue
-            if a is not b and samples.comparable(a, b):
-                rng = job_rng(seed, f"{split}/pair/{i}")
-                out.append(samples.tri_comparison(a, b, rng))
-                if split == "eval":
-                    out.append(raw_tri_comparison(a, b, rng))
+            for step in (1, 2) if split == "train" and i % 2 == 0 else (1,):
+                b = runs[(i + step) % len(runs)]
+                if a is not b and samples.comparable(a, b):
+                    rng = job_rng(seed, f"{split}/pair/{i}" + (f"/{step}" if step > 1 else ""))
+                    out.append(samples.tri_comparison(a, b, rng))
+                    if split == "eval" or (step == 1 and i % 4 == 1):  # a raw pair costs ~900 tokens: one in four
+                        out.append(raw_tri_comparison(a, b, rng))
     train += lab_free_samples(seed, counts, "train")
     held_out += lab_free_samples(seed, counts, "eval")
     return train, held_out, skipped
@@ -282,7 +283,7 @@ def raw_tri_comparison(a: dict, b: dict, rng: random.Random) -> dict:
 def lab_free_samples(seed: int, counts: Counts, split: str) -> list[dict]:
     """Samples that need no lab run: requests that become a TOOL line, measurement questions without a result,
     requests the lab cannot run, the lab's concepts; for the evaluation also the scripted lab sessions."""
-    n_calls, n_measure = 2 * counts.loop, round(0.8 * counts.loop)
+    n_calls, n_measure = round(2.5 * counts.loop), round(0.8 * counts.loop)
     if split == "eval":  # they cost no lab time: enough for a share to mean something
         n_calls, n_measure = HELD_OUT_TOOL_CALLS, HELD_OUT_QUESTIONS
     rows = []
@@ -297,6 +298,7 @@ def lab_free_samples(seed: int, counts: Counts, split: str) -> list[dict]:
         rows.append(tool_samples.measurement_question_sample(rng, split, experiment_seed(rng, split)))
     rows += tool_samples.concept_samples(split)
     if split == "train":
+        rows += tool_samples.phase_name_samples()
         rows += [tool_samples.refusal_sample(job_rng(seed, f"train/refusal/{i}"), split) for i in range(counts.loop // 4)]
     else:
         rows += [tool_samples.lab_session(job_rng(seed, f"eval/session/{i}"),

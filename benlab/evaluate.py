@@ -22,6 +22,7 @@ from pathlib import Path
 
 from benlab import skills
 from benlab.common import BenLabError, atomic_write
+from benlab.eval_cache import BaseAnswerCache
 from benlab.generation import generate_replies, prompt_text
 from benlab.samples import ANSWER_MARK
 
@@ -79,8 +80,9 @@ def choice_scores(model, tokenizer, chat: list[dict], choices: list[str], reason
     batch = torch.full((len(choices), width), tokenizer.pad_token_id, dtype=torch.long)
     for i, ids in enumerate(choice_ids):
         batch[i, : len(ids)] = torch.tensor(ids)
+    batch = batch.to(model.device)
     with torch.no_grad():
-        first = model(input_ids=torch.tensor([prompt_ids]), use_cache=True, logits_to_keep=1)
+        first = model(input_ids=torch.tensor([prompt_ids], device=model.device), use_cache=True, logits_to_keep=1)
         next_token = torch.log_softmax(first.logits[0, -1].float(), dim=-1)
         cache = first.past_key_values
         cache.batch_repeat_interleave(len(choices))
@@ -115,7 +117,7 @@ def heldout_loss(model, tokenizer, chats: list[list[dict]]) -> float:
             row = encode(chat, tokenizer, 2048)
             if row is None:
                 continue
-            batch = pad_batch([row], tokenizer.pad_token_id)
+            batch = {k: v.to(model.device) for k, v in pad_batch([row], tokenizer.pad_token_id).items()}
             count = int((batch["labels"][:, 1:] != -100).sum())
             total += float(answer_only_loss(model, batch, count)) * count
             tokens += count
@@ -155,7 +157,8 @@ def generated_answers(model, tokenizer, rows: list[dict], bar=None) -> list[str]
 
 
 def run_sessions(sessions: list[dict], gguf: Path, lab_url: str, bar=None) -> list[dict]:
-    """Each scripted session through `chat_with_lab.py --once QUESTION --json` on llama.cpp and the live lab."""
+    """Each scripted session through `chat_with_lab.py --once QUESTION --json` on llama.cpp and the live lab: the
+    whole exchange, or why the session broke (judged by judge_session)."""
     import subprocess
     import sys
 
@@ -167,15 +170,21 @@ def run_sessions(sessions: list[dict], gguf: Path, lab_url: str, bar=None) -> li
                               "--gguf", str(gguf), "--api-url", lab_url, "--max-tokens", str(SESSION_TOKENS)],
                              capture_output=True, text=True, timeout=600)
         if run.returncode != 0:  # a session that breaks (e.g. outgrows the context) counts as failed, with why
-            why = (run.stderr.strip().splitlines() or ["no message"])[-1]
-            results.append({"question": question, "answer": "", "calls": [], "ok": False, "error": why})
+            results.append({"error": (run.stderr.strip().splitlines() or ["no message"])[-1]})
         else:
-            exchange = json.loads(run.stdout)
-            results.append({"question": question, "answer": exchange["turns"][-1]["answer"],
-                            "calls": exchange["turns"][-1]["calls"], **skills.session_right(row["meta"], exchange)})
+            results.append({"exchange": json.loads(run.stdout)})
         if bar is not None:
             bar.update()
     return results
+
+
+def judge_session(row: dict, run: dict) -> dict:
+    question = row["messages"][1]["content"]
+    if "error" in run:
+        return {"question": question, "answer": "", "calls": [], "ok": False, "error": run["error"]}
+    last = run["exchange"]["turns"][-1]
+    return {"question": question, "answer": last["answer"], "calls": last["calls"],
+            **skills.session_right(row["meta"], run["exchange"])}
 
 
 def first_of_each_kind(rows: list[dict], limit: int | None) -> list[dict]:
@@ -197,7 +206,8 @@ def base_gguf(base) -> Path | None:
     return None
 
 
-def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merged_gguf: Path | None = None) -> dict:
+def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merged_gguf: Path | None = None,
+             base_cache: bool = True) -> dict:
     import torch
     from peft import PeftModel
     from tqdm import tqdm
@@ -218,12 +228,24 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
     # bf16 where the CPU (or GPU) has it natively, as in training: generation is 1.8x faster than fp32 on 2 cores.
     precision = precision_settings("auto")[0]
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-    print(f"[eval] loading {base.name} ({precision}) and the adapter from {adapter_dir}", flush=True)
-    model = PeftModel.from_pretrained(load_model(base, dtype), adapter_dir).eval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"[eval] loading {base.name} ({precision}, {device}) and the adapter from {adapter_dir}", flush=True)
+    model = PeftModel.from_pretrained(load_model(base, dtype), adapter_dir).to(device).eval()
     chats = [q["chat"] for q in questions]
     probes = skills.probe_chats()[: limit and 4 * limit]
+    cache = BaseAnswerCache(base, eval_path, {"limit": limit, "precision": precision, "device": device,
+                                              "reasoning": REASONING_TOKENS, "session": SESSION_TOKENS,
+                                              "generated": skills.GENERATED, "probes": skills.PROBES,
+                                              "probe_tokens": skills.PROBE_TOKENS}) if base_cache else None
+    cached = cache.load() if cache else {}
     answers, losses, texts, probe_answers = {}, {}, {}, {}
-    total = 2 * (2 * len(questions) + len(generated) + len(probes))
+    if "answers" in cached:
+        print(f"[eval] base model: reusing its answers from {cache.path} (same base model, held-out file and "
+              "settings; --no-base-cache recomputes them)", flush=True)
+        base_answers = cached["answers"]
+        answers["base"] = [tuple(a) for a in base_answers["choices"]]
+        texts["base"], probe_answers["base"], losses["base"] = base_answers["texts"], base_answers["probes"], base_answers["loss"]
+    total = (1 if "answers" in cached else 2) * (2 * len(questions) + len(generated) + len(probes))
 
     def answer_everything(name: str, bar) -> None:
         answers[name] = answer_all(model, tokenizer, questions, bar)
@@ -232,8 +254,12 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
         losses[name] = heldout_loss(model, tokenizer, chats)
 
     with tqdm(total=total, desc="answering", unit="q") as bar:
-        with model.disable_adapter():
-            answer_everything("base", bar)
+        if "answers" not in cached:
+            with model.disable_adapter():
+                answer_everything("base", bar)
+            if cache:
+                cache.save({"answers": {"choices": answers["base"], "texts": texts["base"],
+                                        "probes": probe_answers["base"], "loss": losses["base"]}})
         # The adapter merged into the weights: the same model, without the adapter's per-layer overhead.
         model = model.merge_and_unload()
         answer_everything("finetuned", bar)
@@ -274,8 +300,15 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
     # Scripted lab sessions through chat_with_lab.py on llama.cpp.
     ggufs = {"base": base_gguf(base), "finetuned": merged_gguf}
     if sessions and all(path is not None and path.is_file() for path in ggufs.values()):
-        with LocalLab() as lab, tqdm(total=2 * len(sessions), desc="lab sessions", unit="session") as bar:
-            runs = {name: run_sessions(sessions, path, lab.url, bar) for name, path in ggufs.items()}
+        runs = {"base": cached["sessions"]} if "sessions" in cached else {}
+        if runs:
+            print(f"[eval] base model: reusing its lab sessions from {cache.path}", flush=True)
+        with LocalLab() as lab, tqdm(total=(2 - len(runs)) * len(sessions), desc="lab sessions", unit="session") as bar:
+            runs.update({name: run_sessions(sessions, path, lab.url, bar) for name, path in ggufs.items()
+                         if name not in runs})
+        if cache and "sessions" not in cached:
+            cache.save({"sessions": runs["base"]})
+        runs = {name: [judge_session(row, run) for row, run in zip(sessions, runs[name])] for name in runs}
         results["lab_session"] = {name: round(sum(r["ok"] for r in runs[name]) / len(sessions), 4) for name in runs}
         results["lab_session"]["n"] = len(sessions)
         for i, row in enumerate(sessions):
@@ -384,6 +417,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval-data", type=Path, default=Path("data/lab_eval.jsonl"), help="held-out file (default %(default)s)")
     parser.add_argument("--out-dir", type=Path, default=Path("eval"), help="where the report goes (default %(default)s)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N questions of each kind")
+    parser.add_argument("--no-base-cache", action="store_true",
+                        help="recompute the base model's answers instead of reusing those of an earlier run with the "
+                        "same base model, held-out file and settings")
     parser.add_argument("--gguf", type=Path, default=Path("ben-lab.gguf"),
                         help="merged GGUF for the scripted lab sessions in llama.cpp (default %(default)s; "
                         "skipped with a note when it does not exist)")
@@ -398,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.eval_data.is_file():
         raise BenLabError(f"{args.eval_data} not found; create it with generate_lab_training_data.py --start-lab")
     started = time.perf_counter()
-    results = evaluate(args.adapter_dir, args.eval_data, args.limit, args.gguf)
+    results = evaluate(args.adapter_dir, args.eval_data, args.limit, args.gguf, base_cache=not args.no_base_cache)
     seconds = time.perf_counter() - started
     args.out_dir.mkdir(parents=True, exist_ok=True)
     predictions = results.pop("predictions")

@@ -236,8 +236,10 @@ def tri_comparison(a: dict, b: dict, rng: random.Random, kind: str = "tri_compar
     else:
         why = (f"{loser}'s bias {lp['bias']:g} is so close to 0.5 that mirroring it hardly changes anything, "
                "while the scrambled pseudorandom run still differs by random-state fluctuations")
-    output = (f"Run A has TRI {ta}, Run B {tb}; to one decimal {da} {sign} {db}, so {winner} is larger. Why: {why}. "
-              f"{ANSWER_MARK} {winner}.")
+    # The larger run is named right next to the sign ("A's x < B's y, so B"), so the verdict copies the name the
+    # comparison points at instead of mapping the sign to a run.
+    output = (f"Run A has TRI {ta}, Run B {tb}; to one decimal Run A's {da} {sign} Run B's {db}, so {winner} is "
+              f"larger. Why: {why}. {ANSWER_MARK} {winner}.")
     params = {"run_a": pa, "run_b": pb}
     return make_sample(kind, rng.choice(COMPARE_TRI), input_text, output, params, q,
                        experiment_id=[a["forward_id"], b["forward_id"]], answer=winner, choices=["Run A", "Run B"])

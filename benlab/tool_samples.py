@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 from benlab import samples, tools
-from benlab.concepts import CONCEPTS
+from benlab.concepts import CONCEPTS, training_questions
 from benlab.prompts import SYSTEM_PROMPT
 from benlab.samples import PHASES, Quotes, measurements
 
@@ -330,19 +330,36 @@ def measurement_question_sample(rng: random.Random, split: str, seed: int, kind:
 # ---------------------------------------------------------------- the lab's concepts
 
 
-CONCEPT_WORDINGS = ("Explain {name} in the Jarvis lab.", "What should I know about {name}?")
-
-
 def concept_samples(split: str) -> list[dict]:
-    """Every phrasing of every concept (training) or the held-out phrasings (evaluation, with the key facts)."""
+    """Every training phrasing of every concept (training) or the held-out phrasings (evaluation, with the key
+    facts)."""
     rows = []
     for concept in CONCEPTS:
-        asked = concept.held_out if split == "eval" else concept.questions + tuple(
-            wording.format(name=concept.name) for wording in CONCEPT_WORDINGS)
-        for question in asked:
+        for question in concept.held_out if split == "eval" else training_questions(concept):
             messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question},
                         {"role": "assistant", "content": concept.answer}]
             rows.append(chat_sample("concept", messages, {}, Quotes(), source=concept.source, concept=concept.name,
                                     facts=[list(f) for f in concept.facts]))
     return rows
 
+
+PHASE_NAME_QUESTIONS = ("What does the lab call the {what}?", "Which phase_type should I ask for to get the {what}?",
+                        "The {what}: which lab phase is that?", "What is the {what} named in the Jarvis lab?")
+
+
+def phase_name_samples() -> list[dict]:
+    """Each name people use for a phase -> the lab's phase_type, every wording: short, and what a TOOL line and a
+    concept answer both need (a request for the "cat state" must say ising_symmetry_breaking)."""
+    rows = []
+    for phase, names in PHASE_WORDS.items():
+        for i, name in enumerate(names):
+            for j, wording in enumerate(PHASE_NAME_QUESTIONS):
+                system = SYSTEM_PROMPT if (i + j) % 3 else tools.TRAIN_PROTOCOL_PROMPTS[(i + j) % len(tools.TRAIN_PROTOCOL_PROMPTS)]
+                answer = (f"In the lab the {name} is phase_type {phase}." if name != phase else
+                          f"{phase} is already the lab's phase_type name; ask for phase_type {phase}.")
+                messages = [{"role": "system", "content": system},
+                            {"role": "user", "content": wording.format(what=name)},
+                            {"role": "assistant", "content": answer}]
+                rows.append(chat_sample("phase_name", messages, {"phase_type": phase}, Quotes(),
+                                        source="docs/lab/phases.md"))
+    return rows

@@ -347,6 +347,7 @@ def train(config: TrainConfig) -> dict:
     say(f"[model] loaded in {time.perf_counter() - load_started:.1f} s; chat template: {template_source}")
 
     if config.general_replay:
+        model.to(state.device)  # this process's device (Trainer would move it anyway): the replay generates there
         replay = general_replay(model, tokenizer, config.general_replay, output)
         say(f"[data] {len(replay)} general prompts answered by the base model itself, mixed into training so the "
             f"adapter keeps what the base knew ({output / REPLAY_FILE})")

@@ -10,6 +10,15 @@ import uvicorn
 from benlab.lab_server import LocalLab, free_port
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache_dir(tmp_path_factory):
+    """The evaluation's base-answer cache goes to a folder of this test session, never the user's ~/.cache."""
+    import os
+
+    os.environ["BENLAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("benlab-cache"))
+    yield
+
+
 @pytest.fixture(scope="session")
 def lab_url():
     """A real lab server in a child process on a free loopback port."""

@@ -14,6 +14,8 @@ from benlab.common import run_main
 class Prefers(torch.nn.Module):
     """A stand-in model whose next-token distribution always favours one token."""
 
+    device = torch.device("cpu")
+
     def __init__(self, token_id, vocab):
         super().__init__()
         self.token_id, self.vocab = token_id, vocab
@@ -132,6 +134,30 @@ def test_report_files(tiny_llama, lab_data, tmp_path):
     assert "| phase_identification |" in (out / "report.md").read_text()
     for png in ("accuracy.png", "lab_phases.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_base_answers_are_reused_only_for_the_same_model_and_file(tiny_llama, lab_data, tmp_path, capsys):
+    adapter = tmp_path / "lora"
+    argv = ["--base-model", str(tiny_llama), "--data", str(lab_data[0]), "--output-dir", str(adapter),
+            "--max-steps", "2", "--batch-size", "4", "--lr", "1e-2", "--general-replay", "0"]
+    assert run_main(train.main, argv) == 0
+    held_out = tmp_path / "held_out.jsonl"
+    held_out.write_text(lab_data[1].read_text())
+
+    def report(*extra):
+        out = tmp_path / "eval"
+        assert run_main(evaluate.main, ["--adapter-dir", str(adapter), "--eval-data", str(held_out), "--out-dir",
+                                        str(out), "--limit", "2", "--gguf", str(tmp_path / "none.gguf"), *extra]) == 0
+        return json.loads((out / "report.json").read_text()), capsys.readouterr().out
+
+    first, said = report()
+    assert "reusing" not in said
+    second, said = report()
+    assert "base model: reusing its answers" in said
+    assert second == first  # the cached base answers give the same base figures; the fine-tuned ones are recomputed
+    assert "reusing" not in report("--no-base-cache")[1]
+    held_out.write_text("".join(held_out.read_text().splitlines(keepends=True)[1:]))  # another held-out file
+    assert "reusing" not in report()[1]
 
 
 def test_missing_eval_file_is_one_line(tmp_path, capsys):
