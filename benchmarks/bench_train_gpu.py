@@ -76,29 +76,44 @@ def batch_of(batch_size: int, seq_len: int, vocab: int, device: str) -> dict:
     return {"input_ids": ids, "labels": labels}
 
 
-def measure(model, optimizer, batch: dict, steps: int, device: str) -> tuple[float, float]:
-    """(seconds per step, FLOPs per step) of the training step."""
+def step(model, optimizer, batch: dict, device: str) -> None:
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from benlab.train import answer_only_loss
 
-    def step():
-        with torch.autocast(device, dtype=torch.bfloat16):
-            loss = answer_only_loss(model, batch)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        loss = answer_only_loss(model, batch)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
-    step()  # warm-up
-    with FlopCounterMode(display=False) as counter:
-        step()
+
+def flops_per_sequence(model, optimizer, batch: dict, device: str) -> int:
+    """FLOPs of one step on one sequence, counted with eager attention: torch's counter has no formula for fused
+    attention with grouped KV heads, and eager attention does the same products (it also counts the causal mask's
+    zeros, as the counter does for fused attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    inner = model.get_base_model()
+    inner.set_attn_implementation("eager")
+    try:
+        with FlopCounterMode(display=False) as counter:
+            step(model, optimizer, {k: v[:1] for k, v in batch.items()}, device)
+    finally:
+        inner.set_attn_implementation("sdpa")
+    return counter.get_total_flops()
+
+
+def measure(model, optimizer, batch: dict, steps: int, device: str) -> tuple[float, float]:
+    """(seconds per step, FLOPs per step) of the training step."""
+    step(model, optimizer, batch, device)  # warm-up
+    flops = flops_per_sequence(model, optimizer, batch, device) * len(batch["input_ids"])
     sync(device)
     start = time.perf_counter()
     for _ in range(steps):
-        step()
+        step(model, optimizer, batch, device)
     sync(device)
-    return (time.perf_counter() - start) / steps, counter.get_total_flops()
+    return (time.perf_counter() - start) / steps, flops
 
 
 def main(argv=None) -> int:

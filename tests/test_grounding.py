@@ -1,12 +1,13 @@
 """The grounding rule: every number an assistant turn presents as measured comes from the conversation, a checked
-derivation, a rule constant, or the documentation page the answer cites."""
+derivation, a rule constant, or the documentation page the answer cites; and what the default data teaches."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from benlab import datagen, docgen, grounding
+from benlab import concepts, datagen, docgen, grounding, samples, tool_samples
 from benlab.common import run_main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,3 +94,34 @@ def test_the_default_data_teaches_the_lab_loop(default_data):
             assert roles == ["system", "user", "assistant", "user", "assistant"]
             assert row["messages"][2]["content"].startswith("TOOL: ")
             assert row["messages"][3]["content"].startswith("Experiment result: {")
+
+
+def test_every_name_people_use_maps_to_its_phase_type(default_data):
+    rows = [json.loads(line) for line in default_data[0].read_text().splitlines()]
+    names = [row for row in rows if row["meta"]["kind"] == "phase_name"]
+    for phase, words in tool_samples.PHASE_WORDS.items():
+        for word in words:
+            asked = [r for r in names if word in r["messages"][1]["content"] and r["meta"]["params"]["phase_type"] == phase]
+            assert asked, word
+            for row in asked:
+                answer = row["messages"][-1]["content"]
+                assert f"phase_type {phase}" in answer and not any(p in answer for p in samples.PHASES if p != phase)
+
+
+def test_concepts_are_asked_by_each_of_their_names_but_never_in_a_held_out_phrasing():
+    for concept in concepts.CONCEPTS:
+        asked = concepts.training_questions(concept)
+        held_out = {concepts.normalized(q) for q in concept.held_out}
+        assert not held_out & {concepts.normalized(q) for q in asked}, concept.name
+        for subject in concepts.SUBJECTS[concept.name]:
+            assert any(subject.lower() in q.lower() for q in asked), (concept.name, subject)
+
+
+def test_a_tri_comparison_names_the_larger_run_next_to_the_sign(default_data):
+    rows = [json.loads(line) for line in default_data[0].read_text().splitlines()]
+    compared = [r for r in rows if r["meta"]["kind"] in ("tri_comparison", "result_tri_compare")]
+    assert len(compared) >= 50
+    for row in compared:
+        answer, winner = row["messages"][-1]["content"], row["meta"]["answer"]
+        sign = re.search(r"Run A's [\d.]+ ([<>]) Run B's [\d.]+, so (Run [AB]) is larger", answer)
+        assert sign and sign.group(2) == winner == ("Run A" if sign.group(1) == ">" else "Run B"), answer
