@@ -6,13 +6,16 @@ additions. Same request, byte-identical response.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from enum import Enum
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -50,7 +53,18 @@ Depth = Field(8, ge=1, le=experiments.MAX_DEPTH, description="Circuit layers aft
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+def json_safe(value: Any) -> Any:
+    """A validation error echoes the input; NaN and infinities have no JSON spelling, so they go back as text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
 
 
 class PhaseExperimentRequest(Strict):
@@ -258,6 +272,12 @@ def create_app() -> FastAPI:
         description="Quantum phase experiments on an exact state-vector simulator. See docs/lab/ for the physics.",
     )
     registry = ExperimentRegistry()
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler fails with a 500 when the echoed input holds NaN or an infinity.
+        return JSONResponse({"detail": json_safe(jsonable_encoder(error.errors()))}, status_code=422)
+
     endpoints = [
         "/health",
         "/run_phase_experiment",

@@ -95,6 +95,22 @@ def test_bad_input_gets_422_that_names_the_limit(lab_url, path, body, needle):
     assert needle in response.text
 
 
+NUMERIC_FIELDS = [("/run_phase_experiment", {"phase_type": "spt_cluster"}, f) for f in
+                  ("system_size", "depth", "seed", "bias", "noise", "shots")] + \
+                 [("/tri", {}, f) for f in ("system_size", "depth", "seed", "bias", "noise", "shots")] + \
+                 [("/replay_drift", {"phase_type": "pseudorandom"}, f) for f in ("system_size", "base_depth", "bias", "noise")] + \
+                 [("/discovery", {}, f) for f in ("num_per_phase", "k", "iterations", "system_size", "depth", "noise")]
+
+
+@pytest.mark.parametrize("path, body, field", NUMERIC_FIELDS)
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_non_finite_numbers_get_422_naming_the_field(lab_url, path, body, field, number):
+    text = '{' + ", ".join([f'"{k}": "{v}"' for k, v in body.items()] + [f'"{field}": {number}']) + '}'
+    response = requests.post(f"{lab_url}{path}", data=text, headers={"content-type": "application/json"}, timeout=10)
+    assert response.status_code == 422, response.text
+    assert field in response.text
+
+
 def test_malformed_json_and_oversized_bodies(lab_url):
     bad = requests.post(f"{lab_url}/run_phase_experiment", data=b"{not json", headers={"content-type": "application/json"}, timeout=5)
     assert bad.status_code == 422
