@@ -52,9 +52,13 @@ done
 case "$FROM_STEP" in 1|2|3|4) ;; *) echo "error: --from-step must be 1, 2, 3 or 4, got '$FROM_STEP'" >&2; exit 2 ;; esac
 case "$OLLAMA_MODE" in auto|adapter|merged) ;; *) echo "error: --ollama-mode must be auto, adapter or merged, got '$OLLAMA_MODE'" >&2; exit 2 ;; esac
 
+if ! mkdir -p "$OUT_DIR" 2>/dev/null || ! touch "$OUT_DIR/.write-check" 2>/dev/null; then
+  echo "error: --out-dir $OUT_DIR cannot be written; pick a folder you can write to" >&2
+  exit 2
+fi
+rm -f "$OUT_DIR/.write-check"
 "$ROOT/scripts/bootstrap.sh"
 PY="$ROOT/.venv/bin/python"
-mkdir -p "$OUT_DIR"
 OUT_DIR="$(cd "$OUT_DIR" && pwd)"
 DATA="$OUT_DIR/data"
 LORA="$OUT_DIR/ben-lab-lora"

@@ -16,12 +16,20 @@ class BenLabError(Exception):
     """An expected failure (bad input, missing model, lab down): printed as one line, exit code 2."""
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, data: str | bytes) -> Path:
-    """Write to a temporary file beside `path`, then rename it into place: readers never see half a file."""
+    """Write to a temporary file beside `path`, then rename it into place: readers never see half a file. The file
+    gets the permissions a plain open() would give (mkstemp's are 0600), or keeps those of the file it replaces."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
@@ -30,6 +38,28 @@ def atomic_write(path: str | Path, data: str | bytes) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def remove_leftover_temporaries(path: str | Path) -> list[Path]:
+    """Temporary files of atomic_write for `path` left by a process killed while writing (a kill cannot be caught)."""
+    path = Path(path)
+    leftovers = sorted(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+    return leftovers
+
+
+def ensure_writable_dir(path: str | Path, flag: str) -> Path:
+    """Create `path` if needed and check a file can be written in it: before slow work, not after it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise BenLabError(f"{flag} {path}: cannot write there ({error.strerror}); pick a folder you can write to") from None
     return path
 
 

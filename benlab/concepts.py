@@ -30,7 +30,9 @@ CONCEPTS = (
         "phase names", "docs/lab/phases.md",
         ("Which lab phase is the ferromagnet?", "What do people call the four phases?", "Is the GHZ state a lab phase?",
          "Which phase is the paramagnet, and which the cluster state?", "What is the scrambled phase called in the lab?"),
-        ("Which phase_type is the cat state?", "What are the lab's names for the ordered, SPT, paramagnetic and random phases?"),
+        # Both ask for all four names: the key facts are the four phase_type values.
+        ("Which phase_type is each of the cat state, the cluster state, the paramagnet and the scrambled state?",
+         "What are the lab's names for the ordered, SPT, paramagnetic and random phases?"),
         "The lab's four phase_type names: ising_symmetry_breaking is the ferromagnet, the ordered phase, the GHZ or cat "
         "state; spt_cluster is the cluster state, the SPT phase; trivial_product is the paramagnet, the product "
         "state; pseudorandom is the scrambled state of a random circuit.",

@@ -27,7 +27,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from benlab import samples, tool_samples, tools
-from benlab.common import BenLabError, atomic_write
+from benlab.common import BenLabError, atomic_write, remove_leftover_temporaries
 from benlab.lab_client import LabClient
 from benlab.lab_server import LocalLab, stop_all
 
@@ -381,6 +381,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
+    for leftover in (*remove_leftover_temporaries(args.out), *remove_leftover_temporaries(args.eval_out)):
+        print(f"removed {leftover}, a half-written file of an interrupted run")
     counts = Counts(args.phase_experiments, args.tri_tests, args.discovery_runs, args.drift_runs, args.loop_runs)
     jobs = plan_campaign(counts, args.seed, args.eval_fraction)
     with ExitStack() as stack:

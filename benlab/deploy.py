@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from benlab import export, ollama, samples
-from benlab.common import BenLabError, atomic_write
+from benlab.common import BenLabError, atomic_write, ensure_writable_dir
 from benlab.prompts import SYSTEM_PROMPT
 
 # The first answer of the exported model is a question of the kind it was trained on, about a held-out lab run (an
@@ -158,8 +158,7 @@ def install(args, out_dir: Path, base_gguf: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    out_dir = args.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = ensure_writable_dir(args.out_dir, "--out-dir")
     started = time.perf_counter()
     if args.step in ("all", "gguf"):
         base_gguf = write_gguf(args, out_dir)

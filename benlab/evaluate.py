@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from benlab import skills
-from benlab.common import BenLabError, atomic_write
+from benlab.common import BenLabError, atomic_write, ensure_writable_dir
 from benlab.eval_cache import BaseAnswerCache
 from benlab.generation import generate_replies, prompt_text
 from benlab.samples import ANSWER_MARK
@@ -210,6 +210,7 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
              base_cache: bool = True) -> dict:
     import torch
     from peft import PeftModel
+    from safetensors import SafetensorError
     from tqdm import tqdm
 
     from benlab.lab_server import LocalLab
@@ -230,7 +231,11 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"[eval] loading {base.name} ({precision}, {device}) and the adapter from {adapter_dir}", flush=True)
-    model = PeftModel.from_pretrained(load_model(base, dtype), adapter_dir).to(device).eval()
+    try:
+        model = PeftModel.from_pretrained(load_model(base, dtype), adapter_dir).to(device).eval()
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:  # a damaged or cut adapter: weights, JSON, shapes
+        raise BenLabError(f"{adapter_dir}: the adapter cannot be loaded ({str(error).splitlines()[0][:200]}); copy it "
+                          "again or retrain with finetune_ben_lab.py") from None
     chats = [q["chat"] for q in questions]
     probes = skills.probe_chats()[: limit and 4 * limit]
     cache = BaseAnswerCache(base, eval_path, {"limit": limit, "precision": precision, "device": device,
@@ -433,10 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.eval_data.is_file():
         raise BenLabError(f"{args.eval_data} not found; create it with generate_lab_training_data.py --start-lab")
+    ensure_writable_dir(args.out_dir, "--out-dir")  # before half an hour of answers, not after
     started = time.perf_counter()
     results = evaluate(args.adapter_dir, args.eval_data, args.limit, args.gguf, base_cache=not args.no_base_cache)
     seconds = time.perf_counter() - started
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     predictions = results.pop("predictions")
     atomic_write(args.out_dir / "report.json", json.dumps(results, indent=2))
     atomic_write(args.out_dir / "predictions.json", json.dumps(predictions, indent=1))

@@ -48,7 +48,15 @@ def load_adapter(adapter_dir: Path) -> Adapter:
     if not config_path.is_file() or not weights_path.is_file():
         raise BenLabError(f"{adapter_dir} is not a PEFT adapter (needs adapter_config.json and "
                           "adapter_model.safetensors); train one with finetune_ben_lab.py")
-    config = json.loads(config_path.read_text())
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BenLabError(f"{config_path} is not valid JSON ({error}); the adapter is damaged (a copy cut short?): "
+                          "copy it again or retrain with finetune_ben_lab.py") from None
+    rank = config.get("r")
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
+        raise BenLabError(f"{config_path}: LoRA rank r must be a whole number of at least 1, got {rank!r}; "
+                          "retrain with --lora-r 1 or more")
     refusals = {
         "use_dora": "DoRA adapters",
         "use_rslora": "rsLoRA scaling (alpha/sqrt(r))",
@@ -59,7 +67,11 @@ def load_adapter(adapter_dir: Path) -> Adapter:
     for key, what in refusals.items():
         if config.get(key):
             raise BenLabError(f"{adapter_dir}: llama.cpp cannot apply {what}; retrain without it")
-    tensors = load_file(str(weights_path))
+    try:
+        tensors = load_file(str(weights_path))
+    except Exception as error:  # safetensors raises its own SafetensorError for a cut or damaged file
+        raise BenLabError(f"{weights_path} cannot be read ({error}); the adapter is damaged (a copy cut short?): "
+                          "copy it again or retrain with finetune_ben_lab.py") from None
     if any("lora_embedding" in name or "embed_tokens" in name for name in tensors):
         raise BenLabError(f"{adapter_dir}: llama.cpp cannot apply LoRA on the embeddings; retrain without embed_tokens")
     pairs: dict[str, list] = {}
@@ -72,9 +84,18 @@ def load_adapter(adapter_dir: Path) -> Adapter:
     incomplete = [m for m, (a, b) in pairs.items() if a is None or b is None]
     if incomplete:
         raise BenLabError(f"{adapter_dir}: LoRA A/B pair incomplete for {incomplete[0]}")
+    wrong_rank = [m for m, (a, b) in pairs.items() if a.shape[0] != rank or b.shape[1] != rank]
+    if wrong_rank:
+        raise BenLabError(f"{adapter_dir}: {wrong_rank[0]} has rank {pairs[wrong_rank[0]][0].shape[0]}, but "
+                          f"adapter_config.json says r={rank}; the adapter's files do not belong together, retrain")
+    targets = config.get("target_modules")  # a list of names (a string would be a regular expression)
+    unused = sorted(t for t in targets if not any(m.endswith(f".{t}.weight") for m in pairs)) if isinstance(targets, list) else []
+    if unused:
+        raise BenLabError(f"{adapter_dir}: target_modules names {', '.join(unused)}, but the adapter has no weights "
+                          "for it (a module this model does not have?); retrain with --target-modules the model has")
     base = base_config(adapter_dir)
     return Adapter(
-        rank=int(config["r"]),
+        rank=rank,
         alpha=float(config["lora_alpha"]),
         base_model_type=base["model_type"],
         n_head=base["num_attention_heads"],

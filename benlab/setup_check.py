@@ -57,16 +57,32 @@ def device_check() -> Check:
                  "about 15 min; a 1B model would take hours", ("train",))
 
 
+def can_write(folder: Path) -> bool:
+    """Whether a file can be made in `folder` (tried, then removed: permission bits do not tell for root or /proc)."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check-")
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
+
+
 def resources_check(path: Path) -> list[Check]:
     import psutil
 
-    free_disk = shutil.disk_usage(path).free / 2**30
+    existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())  # the folder may not exist yet
+    free_disk = shutil.disk_usage(existing).free / 2**30
+    writable = can_write(existing)
     ram = psutil.virtual_memory().available / 2**30
     return [
+        Check("output folder", "pass" if writable else "fail",
+              f"{path} can be written" if writable else f"{path} cannot be written ({existing} is not a folder you "
+              "can write to); pass --out-dir a folder you can write to", ("data", "train", "export")),
         Check("free disk", "pass" if free_disk >= 2 else "fail",
-              f"{free_disk:.1f} GiB free at {path} (about 2 GiB needed: GGUF files and checkpoints)", ("train", "export")),
-        Check("free RAM", "pass" if ram >= 4 else "warn",
-              f"{ram:.1f} GiB available (SmolLM2 training peaks at about 3 GiB)", ("train",)),
+              f"{free_disk:.1f} GiB free at {existing} (about 2 GiB needed: GGUF files and checkpoints)", ("train", "export")),
+        Check("free RAM", "pass" if ram >= 5 else "warn",
+              f"{ram:.1f} GiB available (SmolLM2 training peaks at about 4.7 GiB)", ("train",)),
     ]
 
 

@@ -30,6 +30,8 @@ PHASE_WORDS = {
 REQUESTS = {
     "run_phase": (
         "Please run a phase experiment on the {what}{details}.",
+        "What does the lab measure for the {what}{details}? Run it.",
+        "Which features does the {what} show{details}? Please run it.",
         "Can you simulate the {what}{details}?",
         "Measure the features of the {what}{details}.",
         "Run the {what} in the lab{details}.",
@@ -40,6 +42,9 @@ REQUESTS = {
     ),
     "tri": (
         "What is the TRI of the {what}{details}?",
+        "Does the {what} remember its tilt under time reversal{details}? Test it.",
+        "How large is the time-reversal instability of the {what}{details}? Please run the test.",
+        "Would the {what} survive a time-reversal test{details}? Run it.",
         "Run a TRI test on the {what}{details}.",
         "How time-reversal unstable is the {what}{details}?",
         "Check the time-reversal instability of the {what}{details}.",
@@ -49,6 +54,9 @@ REQUESTS = {
     ),
     "replay_drift": (
         "Does the {what} drift as the circuit gets deeper{details}?",
+        "Does the drift of the {what} keep growing with depth{details}? Please measure it.",
+        "Do the features of the {what} stay put as layers are added{details}? Run the sweep.",
+        "Is the {what} stable with depth or does it drift{details}? Test it.",
         "Run a replay-drift sweep of the {what}{details}.",
         "How stable are the features of the {what} with depth{details}?",
         "Measure the replay drift of the {what}{details}.",
@@ -57,6 +65,7 @@ REQUESTS = {
     ),
     "discovery": (
         "Run phase discovery on {what}{details}.",
+        "Can the lab find the phases of {what} on its own{details}? Run it.",
         "Can k-means tell {what} apart{details}?",
         "Cluster {what} without labels{details}.",
         "Run unsupervised discovery over {what}{details}.",
@@ -66,19 +75,23 @@ REQUESTS = {
 }
 PLAIN_MEASUREMENT_QUESTIONS = {  # measurement questions put without a result, under the plain system prompt
     "tri": ("What is the TRI of the {what}{details}?", "How large is the time-reversal instability of the {what}{details}?",
+            "What TRI value would I get for the {what}{details}?", "Is the TRI of the {what} large{details}?",
             "Tell me the TRI of the {what}{details}.", "What TRI does the {what} have{details}?",
             "Give me the TRI value for the {what}{details}.", "How big is TRI for the {what}{details}?"),
     "entanglement": ("What is the half-chain entanglement entropy of the {what}{details}?",
+                     "What entanglement value does the {what} give{details}?",
                      "How entangled is the {what}{details}?", "What entanglement entropy does the {what} have{details}?",
                      "Tell me the entanglement of the {what}{details}.",
                      "How much entanglement is there across the middle of the {what}{details}?",
                      "What is the von Neumann entropy of half the {what}{details}?"),
     "magnetization": ("What is the magnetization of the {what}{details}?", "What average Z does the {what} show{details}?",
+                      "What magnetization value do I get for the {what}{details}?",
                       "Tell me the magnetization the lab gets for the {what}{details}.",
                       "How magnetized is the {what}{details}?",
                       "What magnetization would the {what} have{details}?",
                       "Give me the mean Z magnetization of the {what}{details}."),
     "string_order": ("What is the string order of the {what}{details}?", "How large is string_order for the {what}{details}?",
+                     "What string_order value does the {what} give{details}?",
                      "Tell me the string order parameter of the {what}{details}.",
                      "What string order does the {what} reach{details}?",
                      "What is the value of string_order for the {what}{details}?",
@@ -111,8 +124,8 @@ def draw_args(rng: random.Random, tool: str, seed: int) -> dict:
     maybe = lambda p: rng.random() < p  # noqa: E731
     if tool == "discovery":
         args: dict = {}
-        if maybe(0.8):
-            phases = sorted(rng.sample(PHASES, rng.choice([2, 3, 4])), key=PHASES.index)
+        if maybe(0.6):  # otherwise "all four phases": the lab's default, left out of the TOOL line
+            phases = sorted(rng.sample(PHASES, rng.choice([2, 3])), key=PHASES.index)
             args["phases"] = phases
         args["num_per_phase"] = rng.choice([5, 6, 8, 10])
         if maybe(0.3) and len(args.get("phases", PHASES)) > 2:
@@ -131,7 +144,7 @@ def draw_args(rng: random.Random, tool: str, seed: int) -> dict:
             args["noise"] = rng.choice([0.0, 0.02, 0.1])
         args["seed"] = seed
         return args
-    if maybe(0.85):
+    if maybe(0.65):  # left out often, so that "depth 6" alone is never read as 6 qubits
         args["system_size"] = rng.choice([6, 8, 10, 12, 14])
     if maybe(0.6):
         args["depth"] = rng.choice([2, 4, 6, 8, 12, 16])

@@ -25,12 +25,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from benlab.common import BenLabError, atomic_write
+from benlab.common import BenLabError, atomic_write, ensure_writable_dir
 from benlab.general import REPLAY_PROMPTS
 from benlab.models import BaseModel, ensure_chat_template, load_model, load_tokenizer, resolve
 from benlab.prompts import SYSTEM_PROMPT
 
 DEFAULT_DATA = ("data/lab_instructions.jsonl", "data/lab_doc_instructions.jsonl")  # the lab's runs, then its docs
+MAX_CHARS_PER_TOKEN = 16  # JSON escapes included, no tokenizer here packs more characters into a token
 MAX_EVAL_SAMPLES = 32  # held-out loss during training; evaluate_ben_lab.py scores the whole held-out file
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -68,14 +69,25 @@ class TrainConfig:
 # ---------------------------------------------------------------- data
 
 
-def read_chats(path: str) -> list[list[dict]]:
-    """Chat message lists from a JSONL file of samples (`messages`, or `instruction`/`input`/`output`)."""
+def read_chats(path: str, max_chars: int | None = None) -> list[list[dict]]:
+    """Chat message lists from a JSONL file of samples (`messages`, or `instruction`/`input`/`output`). A line
+    longer than `max_chars` is skipped with a warning before it is parsed or tokenized (a token is at least one
+    character, so such a sample could only be cut to its first --max-seq-len tokens)."""
     file = Path(path)
     if not file.is_file():
         raise BenLabError(f"data file {path} not found; create it with generate_lab_training_data.py --start-lab")
     chats = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, raw in enumerate(file.read_bytes().splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise BenLabError(f"{path} line {number}: not UTF-8 text (byte 0x{raw[error.start]:02x} at column "
+                              f"{error.start + 1}); save the file as UTF-8 or regenerate it") from None
         if not line.strip():
+            continue
+        if max_chars is not None and len(line) > max_chars:
+            print(f"warning: {path} line {number}: a sample of {len(line):,} characters cannot fit in --max-seq-len "
+                  f"tokens; skipped", file=sys.stderr)
             continue
         try:
             row = json.loads(line)
@@ -205,6 +217,21 @@ def general_replay(model, tokenizer, count: int, output: Path) -> list[list[dict
     return kept
 
 
+# What Trainer writes into a checkpoint folder; a run killed while saving leaves the folder without some of them.
+CHECKPOINT_FILES = ("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json")
+
+
+def last_complete_checkpoint(folder: Path, say=print) -> str | None:
+    """The checkpoint with the highest step that holds every file of CHECKPOINT_FILES; incomplete ones are named."""
+    numbered = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.rsplit("-", 1)[-1].isdigit()]
+    for candidate in sorted(numbered, key=lambda p: int(p.name.rsplit("-", 1)[-1]), reverse=True):
+        missing = [name for name in CHECKPOINT_FILES if not (candidate / name).is_file()]
+        if not missing:
+            return str(candidate)
+        say(f"[train] skipping {candidate}: incomplete (no {', '.join(missing)}), left by a run stopped while saving it")
+    return None
+
+
 def make_trainer_class():
     from transformers import Trainer
 
@@ -328,13 +355,18 @@ def train(config: TrainConfig) -> dict:
     checkpoints = output / "checkpoints"
     resume_from = None
     if config.resume:
-        resume_from = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+        resume_from = last_complete_checkpoint(checkpoints, say) if checkpoints.is_dir() else None
         if resume_from is None:
             raise BenLabError(f"--resume: no checkpoint in {checkpoints}; run without --resume to start training")
 
-    # Data first: a bad file fails in a second, before the model loads.
-    chats = [chat for path in config.data for chat in read_chats(path)]
-    eval_chats = read_chats(config.eval_data) if config.eval_data else []
+    # Data and the output folder first: a bad file or a folder that cannot be written fails in a second, before the
+    # model loads.
+    ensure_writable_dir(output, "--output-dir")
+    # A sample over MAX_CHARS_PER_TOKEN characters per token of --max-seq-len is skipped unread: tokenizing a
+    # 50 MB line only to cut it would take gigabytes.
+    max_chars = MAX_CHARS_PER_TOKEN * config.max_seq_len
+    chats = [chat for path in config.data for chat in read_chats(path, max_chars)]
+    eval_chats = read_chats(config.eval_data, max_chars) if config.eval_data else []
 
     base: BaseModel = resolve(config.base_model)
     say(f"[model] {base.name} ({base.source}): {base.reason}")

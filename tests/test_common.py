@@ -1,10 +1,13 @@
-"""What every entry point shares: one-line errors, a full disk, and a kill that runs the same cleanup as Ctrl-C."""
+"""What every entry point shares: one-line errors, a full disk, a kill that runs the same cleanup as Ctrl-C, and
+atomic writes (their permissions, and what a killed writer leaves)."""
 
 import errno
 import os
 import signal
+import stat
 import time
 
+from benlab import common
 from benlab.common import BenLabError, run_main
 
 
@@ -38,3 +41,30 @@ def test_kill_runs_the_cleanup_of_ctrl_c(capsys):
 
     assert run_main(main) == 130 and cleaned == [True]
     assert "interrupted: terminated" in capsys.readouterr().err
+
+
+def test_atomic_writes_keep_the_permissions_a_plain_open_gives(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        fresh = common.atomic_write(tmp_path / "fresh.jsonl", "x")
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o644
+        kept = tmp_path / "kept.jsonl"
+        kept.write_text("old")
+        kept.chmod(0o640)
+        common.atomic_write(kept, "new")
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o640 and kept.read_text() == "new"
+    finally:
+        os.umask(previous)
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_run(lab_url, tmp_path, capsys):
+    from benlab import datagen
+
+    out = tmp_path / "lab.jsonl"
+    leftover = tmp_path / ".lab.jsonl.k2j3h4.tmp"  # what atomic_write leaves when killed mid-write
+    leftover.write_text("")
+    counts = ["--phase-experiments", "1", "--tri-tests", "2", "--discovery-runs", "0", "--drift-runs", "1",
+              "--loop-runs", "2"]
+    assert common.run_main(datagen.main, ["--api-url", lab_url, "--out", str(out), "--eval-out",
+                                          str(tmp_path / "eval.jsonl"), *counts]) == 0
+    assert not leftover.exists() and f"removed {leftover}" in capsys.readouterr().out

@@ -177,3 +177,24 @@ def test_accuracy_from_hand_built_scores():
     assert results["drift_class"] == {"base": 1.0, "finetuned": 0.0, "n": 1, "chance": 0.333}
     assert results["phase_identification"]["n"] == 0 and results["phase_identification"]["base"] is None
     assert [p["finetuned"]["pick"] for p in predictions] == ["Run A", "Run B", "Grows"]
+
+
+def test_an_unwritable_out_dir_is_one_line_before_anything_loads(lab_data, tmp_path, capsys):
+    code = run_main(evaluate.main, ["--adapter-dir", str(tmp_path / "no-adapter"), "--eval-data", str(lab_data[1]),
+                                    "--out-dir", "/proc/benlab-cannot-write-here"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--out-dir /proc/benlab-cannot-write-here: cannot write there" in err[0]
+
+
+def test_a_cut_adapter_is_one_line(tiny_llama, lab_data, tmp_path, capsys):
+    adapter = tmp_path / "lora"
+    argv = ["--base-model", str(tiny_llama), "--data", str(lab_data[0]), "--output-dir", str(adapter),
+            "--max-steps", "1", "--general-replay", "0"]
+    assert run_main(train.main, argv) == 0
+    weights = adapter / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    capsys.readouterr()
+    code = run_main(evaluate.main, ["--adapter-dir", str(adapter), "--eval-data", str(lab_data[1]),
+                                    "--out-dir", str(tmp_path / "eval")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "the adapter cannot be loaded" in err[0], err

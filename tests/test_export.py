@@ -161,6 +161,51 @@ def test_adapters_llama_cpp_cannot_apply_are_refused(adapter_dir, tmp_path, key,
         export.write_adapter_gguf(copy, tmp_path / "a.gguf")
 
 
+def damaged_copy(adapter_dir, tmp_path, damage):
+    copy = tmp_path / "adapter"
+    copy.mkdir()
+    for f in adapter_dir.iterdir():
+        if f.is_file():
+            (copy / f.name).write_bytes(f.read_bytes())
+    damage(copy)
+    return copy
+
+
+def cut(path, keep=0.5):
+    path.write_bytes(path.read_bytes()[: int(len(path.read_bytes()) * keep)])
+
+
+def set_config(copy, **changes):
+    config = json.loads((copy / "adapter_config.json").read_text())
+    (copy / "adapter_config.json").write_text(json.dumps({**config, **changes}))
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda d: cut(d / "adapter_model.safetensors"), "adapter_model.safetensors cannot be read"),
+    (lambda d: cut(d / "adapter_config.json"), "adapter_config.json is not valid JSON"),
+    (lambda d: set_config(d, r=0), "r must be a whole number of at least 1, got 0"),
+    (lambda d: set_config(d, r=4), "adapter_config.json says r=4"),
+    (lambda d: set_config(d, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                             "down_proj", "w_gate"]), "target_modules names w_gate"),
+])
+def test_a_damaged_adapter_is_one_line_and_nothing_is_written(adapter_dir, base_gguf, tmp_path, capsys, damage, needle):
+    copy = damaged_copy(adapter_dir, tmp_path, damage)
+    out = tmp_path / "out"
+    argv = ["--adapter-dir", str(copy), "--out-dir", str(out), "--base-gguf", str(base_gguf), "--skip-ollama",
+            "--skip-llama-cpp"]
+    assert run_main(deploy.main, argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert not list(out.iterdir())
+
+
+def test_an_unwritable_out_dir_is_one_line(adapter_dir, capsys):
+    argv = ["--adapter-dir", str(adapter_dir), "--out-dir", "/proc/benlab-cannot-write-here", "--skip-ollama"]
+    assert run_main(deploy.main, argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out-dir /proc/benlab-cannot-write-here: cannot write there" in err[0], err
+
+
 def test_modelfile_is_what_was_trained():
     chatml = "{{'<|im_start|>' + message['role'] }}"
     text = ollama.modelfile("./base.gguf", chatml, adapter="./ben-lab-adapter.gguf")

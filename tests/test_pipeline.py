@@ -43,6 +43,13 @@ def test_unknown_flag_is_one_line(tmp_path):
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and "--frobnicate" in result.stderr
 
 
+def test_an_unwritable_out_dir_is_one_line_before_anything_runs(tmp_path):
+    result = run(["--out-dir", "/proc/benlab-cannot-write-here"], tmp_path, os.environ)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == ("error: --out-dir /proc/benlab-cannot-write-here cannot be written; pick a folder "
+                                     "you can write to")
+
+
 @pytest.mark.parametrize("how", ["ctrl-c", "kill"])
 def test_interrupt_stops_the_lab_the_script_started(tmp_path, how):
     env = {**os.environ, "JARVIS_LAB_URL": f"http://127.0.0.1:{free_port()}"}

@@ -28,3 +28,13 @@ def test_unknown_step_is_rejected():
     with pytest.raises(SystemExit) as exit_info:
         setup_check.parse_args(["--steps", "bake"])
     assert exit_info.value.code == 2
+
+
+def test_the_output_folder_is_tried_not_assumed(lab_url, tmp_path, capsys):
+    common = ["--json", "--api-url", lab_url, "--no-start-lab", "--steps", "export"]
+    assert run_main(setup_check.main, common + ["--out-dir", str(tmp_path / "not" / "made" / "yet")]) == 0
+    assert not (tmp_path / "not").exists()
+    capsys.readouterr()
+    assert run_main(setup_check.main, common + ["--out-dir", "/proc/benlab-cannot-write-here"]) == 1
+    names = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert names["output folder"]["status"] == "fail" and "pass --out-dir" in names["output folder"]["detail"]

@@ -70,6 +70,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tiny_llama, lab_data, tmp
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint-3"]
     assert not (tmp_path / "adapter_model.safetensors").exists()
     monkeypatch.setattr(train, "make_callbacks", real)
+    (tmp_path / "checkpoints" / "checkpoint-5").mkdir()  # a kill right after the folder was made: incomplete
     assert finetune(tiny_llama, lab_data, tmp_path, "--max-steps", "6", "--resume") == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["steps"] == 6 and (tmp_path / "adapter_model.safetensors").exists()
@@ -83,9 +84,9 @@ def test_base_without_template_gets_the_standard_one(lab_data, tmp_path):
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["chat_template_source"] == "ChatML standard"
 
 
-def bad_file(tmp_path, text):
+def bad_file(tmp_path, content):
     path = tmp_path / "bad.jsonl"
-    path.write_text(text)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
     return str(path)
 
 
@@ -97,6 +98,8 @@ def bad_file(tmp_path, text):
         ('{"instruction": "q", "output": "a"}\n{not json}\n', "line 2: not valid JSON"),
         ('{"messages": []}\n', "line 1: 'messages' must be a list"),
         ('{"instruction": "q"}\n', "line 1: missing field(s) output"),
+        (b'{"instruction": "q", "output": "a"}\n{"instruction": "caf\xe9", "output": "a"}\n',
+         "line 2: not UTF-8 text (byte 0xe9 at column 21)"),
     ],
 )
 def test_bad_data_is_one_line_and_writes_nothing(tiny_llama, tmp_path, capsys, content, needle):
@@ -202,3 +205,24 @@ def test_default_base_model_for_each_machine(monkeypatch, cuda, cached, reachabl
     assert (base.name, base.source) == (expected, source)
     if source == "embedded":
         assert base.gguf_file.endswith(".gguf") and ("no CUDA GPU" in base.reason) == (not cuda)
+
+
+def test_an_unwritable_output_dir_is_one_line_before_the_model_loads(tiny_llama, lab_data, capsys, monkeypatch):
+    monkeypatch.setattr(train, "resolve", lambda *a: pytest.fail("the model was loaded first"))
+    code = run_main(train.main, ["--base-model", str(tiny_llama), "--data", str(lab_data[0]),
+                                 "--output-dir", "/proc/benlab-cannot-write-here"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--output-dir /proc/benlab-cannot-write-here" in err[0], err
+
+
+def test_an_oversized_sample_is_skipped_unread_with_its_line(tiny_llama, lab_data, tmp_path, capsys):
+    data = tmp_path / "data.jsonl"
+    lines = lab_data[0].read_text().splitlines()[:8]
+    huge = json.dumps({"instruction": "q", "output": "x" * 20_000})
+    data.write_text("\n".join(lines[:3] + [huge] + lines[3:]) + "\n")
+    assert run_main(train.main, ["--base-model", str(tiny_llama), "--data", str(data), "--output-dir",
+                                 str(tmp_path / "out"), "--max-steps", "1", "--max-seq-len", "1024",
+                                 "--general-replay", "0"]) == 0
+    err = capsys.readouterr().err
+    assert f"{data} line 4: a sample of 20,033 characters" in err
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["train_samples"] == 8
