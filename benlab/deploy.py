@@ -19,6 +19,19 @@ CHECK_RUN = {"magnetization": 0.40, "abs_magnetization": 0.43, "x_magnetization"
              "entanglement_norm": 0.24, "randomness": 0.88}
 CHECK_QUESTION = (f"{samples.IDENTIFY_PHASE[0]}\n\n"
                   + samples.feature_table(CHECK_RUN, {"system_size": 8, "depth": 12}, samples.Quotes()))
+CHECK_PHASE = "spt_cluster"
+
+
+def check_verdict(answer: str) -> str:
+    """One line on the check answer: right, or a warning naming what it said instead (never "ready" alone)."""
+    from benlab.skills import picked_phase
+
+    picked = picked_phase(answer)
+    if picked == CHECK_PHASE:
+        return f"check passed: the answer names {CHECK_PHASE}, the phase of that run"
+    said = f"names {picked}" if picked else "names no phase"
+    return (f"warning: check failed: the answer {said}, the run is {CHECK_PHASE}; the model may be undertrained "
+            "(eval/report.md says how well it does), or the GGUF was built against another base")
 
 
 def trained_base(adapter_dir: Path) -> dict:
@@ -146,7 +159,8 @@ def install(args, out_dir: Path, base_gguf: Path) -> None:
         ollama.create(found, modelfile_path, args.model_name)
         answer = ollama.generate(found, CHECK_QUESTION, args.model_name)
         print(f"[ollama] check, a held-out spt_cluster run: {answer[:300]}")
-        print(f"[ollama] ready: ollama run {args.model_name}")
+        print(f"[ollama] {check_verdict(answer)}")
+        print(f"[ollama] created: ollama run {args.model_name}")
     if not args.skip_llama_cpp:
         answer = llama_cpp_answer(merged_gguf, CHECK_QUESTION)
         if answer is None:
@@ -154,6 +168,7 @@ def install(args, out_dir: Path, base_gguf: Path) -> None:
         else:
             question = CHECK_QUESTION.replace("\n\n", " ")
             print(f"[llama.cpp] a held-out spt_cluster run: {question}\n[llama.cpp] {answer}")
+            print(f"[llama.cpp] {check_verdict(answer)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -271,3 +271,13 @@ def test_checked_in_modelfile_is_the_default_export():
     from benlab.models import CHATML_TEMPLATE
 
     assert Path("Modelfile").read_text() == ollama.modelfile("./ben-lab.gguf", CHATML_TEMPLATE)
+
+
+@pytest.mark.parametrize("answer, verdict", [
+    ("spt_cluster needs stabilizer_mean > 0.5: here 0.86 > 0.5, yes. Answer: spt_cluster.", "check passed"),
+    ("spt_cluster needs stabilizer_mean > 0.5: here 0.86 < 0.5, no. Answer: trivial_product.",
+     "warning: check failed: the answer names trivial_product, the run is spt_cluster"),
+    ("I am not sure.", "warning: check failed: the answer names no phase"),
+])
+def test_the_install_check_is_judged(answer, verdict):
+    assert deploy.check_verdict(answer).startswith(verdict)
