@@ -168,9 +168,19 @@ def ensure_chat_template(tokenizer, model_type: str) -> str:
 def load_model(base: BaseModel, dtype):
     """The causal LM in `dtype`. A model dequantized from GGUF keeps transformers' 'quantized' flags, which make
     Trainer refuse it and save_pretrained fail; its weights are plain tensors now, so the flags are cleared."""
+    import logging
+
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(base.path, gguf_file=base.gguf_file, dtype=dtype)
+    # transformers warns that a GGUF "keeps its weights packed" and is fastest in float32, but it dequantizes these
+    # models to plain Linear layers of the dtype asked for (checked: nn.Linear in bf16), so the advice is wrong here.
+    quantizer_log = logging.getLogger("transformers.quantizers.quantizer_gguf")
+    packed_advice = lambda record: "weights packed is fastest in float32" not in record.getMessage()  # noqa: E731
+    quantizer_log.addFilter(packed_advice)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base.path, gguf_file=base.gguf_file, dtype=dtype)
+    finally:
+        quantizer_log.removeFilter(packed_advice)
     if base.gguf_file:
         model.hf_quantizer = None
         model.is_quantized = False
