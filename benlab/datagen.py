@@ -402,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
                 lab.spawn()
             clients = [LabClient(lab.wait_ready().url, timeout=args.timeout) for lab in labs]
             print(f"local lab running at {', '.join(lab.url for lab in labs)}", flush=True)
+        if clients[0].is_original_lab():
+            print(f"the lab at {args.api_url} is the original Jarvis Lab API: its results name no features, so there are "
+                  "no identification, TRI-comparison or drift questions from it; everything else is built", flush=True)
         print(f"running {len(jobs)} lab requests with {args.workers} workers", flush=True)
         journal = Journal(args.out.with_name(f".{args.out.name}.journal"), campaign_id(jobs), args.resume)
         try:

@@ -39,6 +39,17 @@ class LabClient:
         except requests.RequestException:
             return False
 
+    def health(self) -> dict:
+        """The lab's /health answer ({} when it is not JSON)."""
+        try:
+            return self._session().get(f"{self.url}/health", timeout=self.timeout).json()
+        except (requests.RequestException, ValueError):
+            return {}
+
+    def is_original_lab(self) -> bool:
+        """The original Jarvis Lab API answers /health without the phases this repository's lab lists."""
+        return "phases" not in self.health()
+
     def post(self, path: str, body: dict) -> dict:
         problem = ""
         for attempt in range(self.retries + 1):

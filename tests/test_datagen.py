@@ -189,6 +189,78 @@ def test_bad_flags_exit_2(tmp_path, flag, value):
     assert exit_info.value.code == 2
 
 
+def original_lab() -> FastAPI:
+    """A stand-in for the original Jarvis Lab API with exactly its request bounds and response fields (issue #14):
+    no feature names, 16 unnamed features, no physics fields; a request outside a bound gets its 422."""
+    from pydantic import BaseModel, Field
+
+    class Phase(BaseModel):
+        phase_type: str
+        system_size: int = Field(32, ge=4, le=256)
+        depth: int = Field(8, ge=1, le=32)
+        bias: float | None = Field(None, ge=0, le=1)
+        seed: int = 0
+
+    class Tri(Phase):
+        bias: float = Field(0.7, ge=0, le=1)
+
+    class Discovery(BaseModel):
+        phases: list[str] = list(samples.PHASES)
+        num_per_phase: int = Field(20, ge=5, le=100)
+        k: int | None = Field(None, ge=2, le=10)
+        iterations: int = Field(25, ge=10, le=100)
+        seed: int = 0
+
+    class Drift(BaseModel):
+        phase_type: str
+        system_size: int = Field(32, ge=4, le=256)
+        base_depth: int = Field(4, ge=1, le=32)
+        depth_factors: list[int] = [1, 2, 4, 8]
+        seed: int = 0
+
+    lab = FastAPI()
+
+    @lab.get("/health")
+    def health():
+        return {"status": "healthy", "lab": "operational"}
+
+    @lab.post("/run_phase_experiment")
+    def phase(body: Phase):
+        return {"experiment_id": f"old-{body.seed}", "phase_type": body.phase_type,
+                "feature_vector": [0.1 * i for i in range(16)],
+                "summary": {"magnetization": 0.2, "entropy_proxy": 0.5, "correlation_length": 3.0,
+                            "string_order": 0.85, "randomness_score": 0.4}, "params": body.model_dump()}
+
+    @lab.post("/tri")
+    def tri(body: Tri):
+        return {"forward_id": "f", "reverse_id": "r", "TRI": 0.5 + body.bias, "params": body.model_dump()}
+
+    @lab.post("/discovery")
+    def discovery(body: Discovery):
+        return {"cluster_label_stats": [{p: body.num_per_phase} for p in body.phases],
+                "num_samples": body.num_per_phase * len(body.phases), "num_clusters": body.k or len(body.phases),
+                "phases": body.phases}
+
+    @lab.post("/replay_drift")
+    def drift(body: Drift):
+        runs = [{"depth": body.base_depth * f, "id": f"d{f}", "features": [0.0] * 16, "drift": 0.1 * (f - 1)}
+                for f in body.depth_factors]
+        return {"phase_type": body.phase_type, "base_depth": body.base_depth, "runs": runs}
+
+    return lab
+
+
+def test_the_default_campaign_against_the_original_lab(tmp_path, capsys):
+    with serve(original_lab()) as url:
+        assert run_main(datagen.main, ["--api-url", url, "--out", str(tmp_path / "train.jsonl"),
+                                       "--eval-out", str(tmp_path / "eval.jsonl")]) == 0
+    assert "is the original Jarvis Lab API" in capsys.readouterr().out
+    train, held_out = read(tmp_path / "train.jsonl"), read(tmp_path / "eval.jsonl")
+    assert len(train) >= 300
+    checkable = [r for r in held_out if r["meta"]["kind"] in ("tool_call", "measurement", "concept")]
+    assert len(checkable) >= 60 and all(r["meta"].get("call") or r["meta"].get("facts") for r in checkable)
+
+
 def test_original_jarvis_lab_api_still_works(tmp_path):
     """The original lab: 16 unnamed features, the old summary keys, no feature_names, no physics fields."""
     legacy = FastAPI()
