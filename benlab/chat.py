@@ -121,19 +121,21 @@ def ask(question: str, messages: list[dict], reply, lab: LabClient, say=lambda t
         messages.append({"role": "assistant", "content": text})
         turn.replies.append(text)
         try:
-            call = tools.parse_tool_call(text)
+            call, problem = tools.parse_tool_call(text), None
         except tools.ToolError as error:
-            turn.calls.append({"line": text.split("\n", 1)[0], "ok": False, "error": str(error)})
-            say(f"[tool] {error}; sent back to the model")
-            result = tools.error_message(str(error))
+            call, problem = None, error
+        if call is None and problem is None:
+            turn.answer = text
+            return turn
+        if len(turn.calls) >= max_calls:  # broken TOOL lines count too: a model stuck on one must not loop forever
+            turn.answer = text
+            say(f"[tool] stopped after {max_calls} tool calls for one question")
+            return turn
+        if problem is not None:
+            turn.calls.append({"line": text.split("\n", 1)[0], "ok": False, "error": str(problem)})
+            say(f"[tool] {problem}; sent back to the model")
+            result = tools.error_message(str(problem))
         else:
-            if call is None:
-                turn.answer = text
-                return turn
-            if len(turn.calls) >= max_calls:
-                turn.answer = text
-                say(f"[tool] stopped after {max_calls} tool calls for one question")
-                return turn
             say(f"[tool] {call.name} {json.dumps(call.args)} -> POST {call.path}")
             try:
                 response = lab.post(call.path, call.args)

@@ -66,6 +66,14 @@ def test_tool_calls_stop_after_the_limit(lab_url):
     assert len(turn.calls) == 3 and turn.answer == RUN
 
 
+def test_broken_tool_lines_count_towards_the_limit(lab_url):
+    said = []
+    turn = chat.ask("Loop.", [{"role": "system", "content": "s"}], scripted(*["TOOL: {oops"] * 10), LabClient(lab_url),
+                    said.append, max_calls=3)
+    assert len(turn.calls) == 3 and not any(c["ok"] for c in turn.calls) and turn.answer == "TOOL: {oops"
+    assert said[-1] == "[tool] stopped after 3 tool calls for one question"
+
+
 def test_a_follow_up_is_answered_without_a_new_call(lab_url):
     model = scripted(RUN, "Phase: spt_cluster.", "string_order was 0.94 in that run.")
     messages = [{"role": "system", "content": "s"}]
