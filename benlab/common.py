@@ -51,11 +51,14 @@ def remove_leftover_temporaries(path: str | Path) -> list[Path]:
 
 
 def ensure_writable_dir(path: str | Path, flag: str) -> Path:
-    """Create `path` if needed and check a file can be written in it: before slow work, not after it."""
+    """Check, before slow work, that `path` can be written: a file is tried in it, or in its nearest existing
+    parent when it does not exist yet (nothing is created for a run that may still fail on its input)."""
     path = Path(path)
+    existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise BenLabError(f"{flag} {path}: {existing} is a file, not a folder; pick a folder you can write to")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-check-")
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-check-")
         os.close(fd)
         os.unlink(probe)
     except OSError as error:

@@ -174,6 +174,7 @@ def install(args, out_dir: Path, base_gguf: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out_dir = ensure_writable_dir(args.out_dir, "--out-dir")
+    out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if args.step in ("all", "gguf"):
         base_gguf = write_gguf(args, out_dir)

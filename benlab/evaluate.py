@@ -187,6 +187,19 @@ def judge_session(row: dict, run: dict) -> dict:
             **skills.session_right(row["meta"], run["exchange"])}
 
 
+def readable_adapter(adapter_dir: Path) -> None:
+    """The adapter's config parses and its weights file's header and size are whole (a copy cut short fails here)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+        with safe_open(str(adapter_dir / "adapter_model.safetensors"), "pt") as weights:
+            weights.keys()
+    except (OSError, ValueError, SafetensorError) as error:
+        raise BenLabError(f"{adapter_dir}: the adapter cannot be loaded ({str(error).splitlines()[0][:200]}); copy "
+                          "it again or retrain with finetune_ben_lab.py") from None
+
+
 def first_of_each_kind(rows: list[dict], limit: int | None) -> list[dict]:
     """The first `limit` rows of each kind (all with no limit), in file order."""
     seen: dict[str, int] = {}
@@ -231,6 +244,7 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"[eval] loading {base.name} ({precision}, {device}) and the adapter from {adapter_dir}", flush=True)
+    readable_adapter(adapter_dir)  # before the base model loads (and prints its progress bars)
     try:
         model = PeftModel.from_pretrained(load_model(base, dtype), adapter_dir).to(device).eval()
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:  # a damaged or cut adapter: weights, JSON, shapes

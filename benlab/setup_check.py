@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from benlab.common import BenLabError, ensure_writable_dir
 from benlab.lab_server import REPO_ROOT
 
 STEPS = ("data", "train", "export", "ollama")
@@ -57,28 +58,19 @@ def device_check() -> Check:
                  "about 15 min; a 1B model would take hours", ("train",))
 
 
-def can_write(folder: Path) -> bool:
-    """Whether a file can be made in `folder` (tried, then removed: permission bits do not tell for root or /proc)."""
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check-")
-    except OSError:
-        return False
-    os.close(fd)
-    os.unlink(probe)
-    return True
-
-
 def resources_check(path: Path) -> list[Check]:
     import psutil
 
+    try:
+        ensure_writable_dir(path, "--out-dir")
+        folder = Check("output folder", "pass", f"{path} can be written", ("data", "train", "export"))
+    except BenLabError as error:
+        folder = Check("output folder", "fail", str(error), ("data", "train", "export"))
     existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())  # the folder may not exist yet
     free_disk = shutil.disk_usage(existing).free / 2**30
-    writable = can_write(existing)
     ram = psutil.virtual_memory().available / 2**30
     return [
-        Check("output folder", "pass" if writable else "fail",
-              f"{path} can be written" if writable else f"{path} cannot be written ({existing} is not a folder you "
-              "can write to); pass --out-dir a folder you can write to", ("data", "train", "export")),
+        folder,
         Check("free disk", "pass" if free_disk >= 2 else "fail",
               f"{free_disk:.1f} GiB free at {existing} (about 2 GiB needed: GGUF files and checkpoints)", ("train", "export")),
         Check("free RAM", "pass" if ram >= 5 else "warn",

@@ -37,4 +37,4 @@ def test_the_output_folder_is_tried_not_assumed(lab_url, tmp_path, capsys):
     capsys.readouterr()
     assert run_main(setup_check.main, common + ["--out-dir", "/proc/benlab-cannot-write-here"]) == 1
     names = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
-    assert names["output folder"]["status"] == "fail" and "pass --out-dir" in names["output folder"]["detail"]
+    assert names["output folder"]["status"] == "fail" and "pick a folder you can write to" in names["output folder"]["detail"]
