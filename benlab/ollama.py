@@ -101,13 +101,23 @@ def create(ollama: Ollama, modelfile_path, name: str = MODEL_NAME, timeout: floa
     result = subprocess.run([ollama.path, "create", name, "-f", str(modelfile_path)], capture_output=True, text=True,
                             timeout=timeout, cwd=modelfile_path.parent)
     if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()
-        raise BenLabError(f"`ollama create {name}` failed: {detail[-1] if detail else 'no message'}; is `ollama serve` "
-                          f"running? The Modelfile is {modelfile_path}")
+        raise BenLabError(f"`ollama create {name}` failed: {last_message(result.stderr or result.stdout)}; is "
+                          f"`ollama serve` running? The Modelfile is {modelfile_path}")
+
+
+def last_message(output: str) -> str:
+    """The last line of ollama's output without its spinner's terminal escapes (its errors come last)."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|[⠀-⣿]", "", output).splitlines()]
+    lines = [line for line in lines if line]
+    return lines[-1][:300] if lines else "no message"
 
 
 def generate(ollama: Ollama, prompt: str, name: str = MODEL_NAME, timeout: float = 300) -> str:
+    """One answer of the model: the first time it is loaded, so a model that was created but cannot load (a
+    damaged or mismatched GGUF) fails here."""
     result = subprocess.run([ollama.path, "run", name, prompt], capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
-        raise BenLabError(f"`ollama run {name}` failed: {result.stderr.strip()[-300:]}")
+        raise BenLabError(f"`ollama run {name}` could not load or run the model ({last_message(result.stderr)}); the "
+                          "GGUF files may be damaged or built for another base model: rebuild them with "
+                          "export_ben_lab.py (or ./train_and_install.sh --from-step 3 --force)")
     return result.stdout.strip()

@@ -108,3 +108,50 @@ def test_auto_mode_follows_the_real_version_and_an_adapter_model_chats(real_olla
         "model": "ben-lab-adapter", "messages": [{"role": "user", "content": "TRI?"}], "stream": False,
         "options": {"num_predict": 4}}).json()
     assert reply.get("done"), reply
+
+
+def test_train_and_install_creates_ben_lab_in_both_modes_and_replaces_it(real_ollama, tiny_llama, tmp_path):
+    out = tmp_path / "models"
+    env = {**real_ollama, "JARVIS_LAB_URL": f"http://127.0.0.1:{free_port()}"}
+
+    def install(mode, *extra):
+        run = subprocess.run([str(ROOT / "train_and_install.sh"), "--quick", "--base-model", str(tiny_llama),
+                              "--out-dir", str(out), "--skip-eval", "--ollama-mode", mode, *extra],
+                             env=env, capture_output=True, text=True, timeout=900)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        modelfile = subprocess.run(["ollama", "show", "ben-lab", "--modelfile"], env=env, capture_output=True,
+                                   text=True, timeout=60).stdout
+        return run.stdout, modelfile
+
+    said, modelfile = install("adapter")
+    assert "[ollama] Modelfile (adapter mode)" in said and "[ollama] created: ollama run ben-lab" in said
+    assert "check passed" in said or "warning: check failed" in said  # the random tiny model's answer is judged
+    assert "ADAPTER" in modelfile
+    assert "ben-lab" in subprocess.run(["ollama", "list"], env=env, capture_output=True, text=True, timeout=60).stdout
+    said, modelfile = install("merged", "--from-step", "3", "--force")  # a re-run replaces the model
+    assert "[ollama] Modelfile (merged mode)" in said and "ADAPTER" not in modelfile
+    reply = requests.post(f"http://{env['OLLAMA_HOST']}/api/chat", timeout=300, json={
+        "model": "ben-lab", "messages": [{"role": "user", "content": "Which phase?"}], "stream": False,
+        "options": {"num_predict": 4}}).json()
+    assert reply.get("done"), reply
+
+
+def test_a_corrupt_adapter_is_found_by_loading_it_once(real_ollama, tiny_llama, lab_data, tmp_path, monkeypatch, capsys):
+    from benlab import deploy, train
+    from benlab.common import run_main
+
+    for key in ("PATH", "OLLAMA_HOST", "OLLAMA_MODELS", "BENLAB_OLLAMA_CPU_HOME", "HOME"):
+        monkeypatch.setenv(key, real_ollama[key])
+    lora, out = tmp_path / "lora", tmp_path / "out"
+    assert run_main(train.main, ["--base-model", str(tiny_llama), "--data", str(lab_data[0]), "--output-dir", str(lora),
+                                 "--max-steps", "1", "--general-replay", "0", "--max-seq-len", "256"]) == 0
+    export.convert_hf_llama(tiny_llama, tmp_path / "base.gguf", "f32")
+    common = ["--adapter-dir", str(lora), "--out-dir", str(out), "--base-gguf", str(tmp_path / "base.gguf"),
+              "--skip-llama-cpp", "--model-name", "ben-lab-corrupt"]
+    assert run_main(deploy.main, common + ["--step", "gguf"]) == 0
+    adapter = out / "ben-lab-adapter.gguf"
+    adapter.write_bytes(adapter.read_bytes()[: adapter.stat().st_size // 2])  # a copy cut short
+    capsys.readouterr()
+    assert run_main(deploy.main, common + ["--step", "install", "--ollama-mode", "adapter"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ben-lab-corrupt" in err[0], err
