@@ -14,6 +14,7 @@ import requests
 
 from benlab import export, ollama
 from benlab.lab_server import free_port
+from benlab.prompts import SYSTEM_PROMPT
 
 ROOT = Path(__file__).resolve().parent.parent
 OLLAMA_CPU = ROOT.parent / "shared" / "ollama-cpu"
@@ -31,7 +32,11 @@ def real_ollama(tmp_path_factory):
            "OLLAMA_MODELS": str(home / "models"),
            "BENLAB_OLLAMA_CPU_HOME": os.environ.get("BENLAB_OLLAMA_CPU_HOME", str(Path.home() / ".cache/benlab-ollama-cpu")),
            "HOME": str(home)}
-    server = subprocess.Popen(["ollama", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # OLLAMA_DEBUG makes the server log each prompt it renders: how a test sees which system prompt was used.
+    env["OLLAMA_DEBUG"] = "1"
+    log = (home / "serve.log").open("w")
+    server = subprocess.Popen(["ollama", "serve"], env=env, stdout=log, stderr=log)
+    env["SERVE_LOG"] = str(home / "serve.log")
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -46,6 +51,7 @@ def real_ollama(tmp_path_factory):
     finally:
         server.terminate()
         server.wait(timeout=30)
+        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +77,23 @@ def test_the_modelfile_model_is_listed_and_chats(tiny_model_in_ollama):
         "model": "ben-lab", "messages": [{"role": "user", "content": "Which phase?"}], "stream": False,
         "options": {"num_predict": 8}}).json()
     assert reply["done"] and reply["eval_count"] >= 1
+
+
+def test_a_system_message_replaces_the_modelfiles_system_prompt(tiny_model_in_ollama):
+    env = tiny_model_in_ollama
+
+    def rendered_prompt(messages):
+        before = Path(env["SERVE_LOG"]).read_text(errors="replace")
+        reply = requests.post(f"http://{env['OLLAMA_HOST']}/api/chat", timeout=300, json={
+            "model": "ben-lab", "messages": messages, "stream": False, "options": {"num_predict": 2}}).json()
+        assert reply.get("done"), reply
+        return Path(env["SERVE_LOG"]).read_text(errors="replace")[len(before):]
+
+    plain = rendered_prompt([{"role": "user", "content": "Which phase?"}])
+    assert SYSTEM_PROMPT in plain  # the Modelfile's SYSTEM
+    own = rendered_prompt([{"role": "system", "content": "You are a terse lab bot."},
+                           {"role": "user", "content": "Which phase?"}])
+    assert "You are a terse lab bot." in own and SYSTEM_PROMPT not in own
 
 
 def test_chat_with_lab_completes_a_session_through_ollama(tiny_model_in_ollama, lab_url):
