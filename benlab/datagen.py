@@ -245,9 +245,7 @@ def build_samples(jobs: list[Job], responses: dict[str, dict], seed: int, counts
             if tool == "run_phase" and physics and samples.fingerprint_phase(samples.measurements(response)) != response["phase_type"]:
                 skipped += 1
                 continue
-            if job.split == "eval" and not physics:
-                continue  # no phase to check in the original lab's unnamed features
-            if job.split == "eval":
+            if job.split == "eval":  # the phase the result names (the original lab's too) is what is checked
                 out.append(tool_samples.tool_result_sample(rng, tool, args, response, "eval", "result_phase"))
                 continue
             out.append(tool_samples.tool_result_sample(rng, tool, args, response, "train"))

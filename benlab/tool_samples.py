@@ -219,7 +219,7 @@ def tool_result_sample(rng: random.Random, tool: str, args: dict, response: dict
         {"role": "assistant", "content": explain_result(tool, response, args)},
     ]
     meta = {"call": {"name": tool, "args": args}}
-    if tool == "run_phase" and samples.has_physics(measurements(response)):
+    if tool == "run_phase":  # the result names its phase, in the original lab's results too
         meta.update(answer=response["phase_type"], choices=list(PHASES))
     if tool == "replay_drift" and response.get("feature_names"):
         meta.update(answer=samples.drift_class(response), choices=list(samples.DRIFT_CLASSES))

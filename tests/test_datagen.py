@@ -259,6 +259,9 @@ def test_the_default_campaign_against_the_original_lab(tmp_path, capsys):
     assert len(train) >= 300
     checkable = [r for r in held_out if r["meta"]["kind"] in ("tool_call", "measurement", "concept")]
     assert len(checkable) >= 60 and all(r["meta"].get("call") or r["meta"].get("facts") for r in checkable)
+    # and from what that lab returns: its raw /run_phase_experiment results, each naming its phase
+    results = [r for r in held_out if r["meta"]["kind"] == "result_phase"]
+    assert len(results) >= 20 and all(r["meta"]["answer"] in r["messages"][3]["content"] for r in results)
 
 
 def test_original_jarvis_lab_api_still_works(tmp_path):
