@@ -266,37 +266,7 @@ def test_the_default_campaign_against_the_original_lab(tmp_path, capsys):
 
 def test_original_jarvis_lab_api_still_works(tmp_path):
     """The original lab: 16 unnamed features, the old summary keys, no feature_names, no physics fields."""
-    legacy = FastAPI()
-
-    @legacy.get("/health")
-    def health():
-        return {"status": "healthy", "lab": "operational"}
-
-    @legacy.post("/run_phase_experiment")
-    def phase(body: dict):
-        return {"experiment_id": f"old-{body.get('seed', 0)}", "phase_type": body["phase_type"],
-                "feature_vector": [0.1 * i for i in range(16)],
-                "summary": {"magnetization": 0.2, "entropy_proxy": 0.5, "correlation_length": 3.0,
-                            "string_order": 0.85, "randomness_score": 0.4}, "params": body}
-
-    @legacy.post("/tri")
-    def tri(body: dict):
-        return {"forward_id": "f", "reverse_id": "r", "TRI": 0.5 + body.get("bias", 0.7), "params": body}
-
-    @legacy.post("/discovery")
-    def discovery(body: dict):
-        phases = body.get("phases", list(samples.PHASES))
-        return {"cluster_label_stats": [{p: 5} for p in phases], "num_samples": 5 * len(phases),
-                "num_clusters": len(phases)}
-
-    @legacy.post("/replay_drift")
-    def drift(body: dict):
-        base_depth = body.get("base_depth", 4)
-        runs = [{"depth": base_depth * f, "id": f"d{f}", "features": [0.0] * 16, "drift": 0.1 * (f - 1)}
-                for f in body.get("depth_factors", [1, 2, 4, 8])]
-        return {"phase_type": body["phase_type"], "base_depth": base_depth, "runs": runs}
-
-    with serve(legacy) as url:
+    with serve(original_lab()) as url:
         assert generate(url, tmp_path) == 0
     train = read(tmp_path / "train.jsonl")
     kinds = {r["meta"]["kind"] for r in train}
