@@ -50,11 +50,16 @@ def remove_leftover_temporaries(path: str | Path) -> list[Path]:
     return leftovers
 
 
+def nearest_existing(path: Path) -> Path:
+    """`path` itself, or its closest parent that exists (a folder a run will create may not exist yet)."""
+    return next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+
+
 def ensure_writable_dir(path: str | Path, flag: str) -> Path:
     """Check, before slow work, that `path` can be written: a file is tried in it, or in its nearest existing
     parent when it does not exist yet (nothing is created for a run that may still fail on its input)."""
     path = Path(path)
-    existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    existing = nearest_existing(path)
     if not existing.is_dir():
         raise BenLabError(f"{flag} {path}: {existing} is a file, not a folder; pick a folder you can write to")
     try:

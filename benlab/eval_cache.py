@@ -37,8 +37,8 @@ def file_digest(path: Path) -> str:
 
 
 def model_digest(base) -> str:
-    """The base model's weights: its GGUF file, or every file of its directory (a hub id hashes by name and revision
-    files in its cache directory)."""
+    """The base model's weights: its GGUF file, or every file of its local directory; a hub id that resolved to
+    no local directory is keyed by its name."""
     root = Path(base.path)
     if base.gguf_file:
         return file_digest(root / base.gguf_file)

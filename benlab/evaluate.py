@@ -187,6 +187,12 @@ def judge_session(row: dict, run: dict) -> dict:
             **skills.session_right(row["meta"], run["exchange"])}
 
 
+def unloadable_adapter(adapter_dir: Path, error: Exception) -> BenLabError:
+    from benlab.export import damaged_adapter
+
+    return damaged_adapter(adapter_dir, f"cannot be loaded as an adapter ({str(error).splitlines()[0][:200]})")
+
+
 def readable_adapter(adapter_dir: Path) -> None:
     """The adapter's config parses and its weights file's header and size are whole (a copy cut short fails here)."""
     from safetensors import SafetensorError, safe_open
@@ -196,8 +202,7 @@ def readable_adapter(adapter_dir: Path) -> None:
         with safe_open(str(adapter_dir / "adapter_model.safetensors"), "pt") as weights:
             weights.keys()
     except (OSError, ValueError, SafetensorError) as error:
-        raise BenLabError(f"{adapter_dir}: the adapter cannot be loaded ({str(error).splitlines()[0][:200]}); copy "
-                          "it again or retrain with finetune_ben_lab.py") from None
+        raise unloadable_adapter(adapter_dir, error) from None
 
 
 def first_of_each_kind(rows: list[dict], limit: int | None) -> list[dict]:
@@ -247,9 +252,8 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
     readable_adapter(adapter_dir)  # before the base model loads (and prints its progress bars)
     try:
         model = PeftModel.from_pretrained(load_model(base, dtype), adapter_dir).to(device).eval()
-    except (OSError, ValueError, RuntimeError, SafetensorError) as error:  # a damaged or cut adapter: weights, JSON, shapes
-        raise BenLabError(f"{adapter_dir}: the adapter cannot be loaded ({str(error).splitlines()[0][:200]}); copy it "
-                          "again or retrain with finetune_ben_lab.py") from None
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:  # what only loading finds, e.g. wrong shapes
+        raise unloadable_adapter(adapter_dir, error) from None
     chats = [q["chat"] for q in questions]
     probes = skills.probe_chats()[: limit and 4 * limit]
     cache = BaseAnswerCache(base, eval_path, {"limit": limit, "precision": precision, "device": device,

@@ -39,6 +39,11 @@ class Adapter:
     pairs: dict[str, tuple[np.ndarray, np.ndarray]]  # HF weight name -> (A (r, in), B (out, r)), float32
 
 
+def damaged_adapter(path: Path, problem: str) -> BenLabError:
+    return BenLabError(f"{path} {problem}; the adapter is damaged (a copy cut short?): copy it again or retrain with "
+                       "finetune_ben_lab.py")
+
+
 def load_adapter(adapter_dir: Path) -> Adapter:
     """Read a PEFT adapter and refuse what llama.cpp cannot apply."""
     from safetensors.numpy import load_file
@@ -51,8 +56,7 @@ def load_adapter(adapter_dir: Path) -> Adapter:
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
-        raise BenLabError(f"{config_path} is not valid JSON ({error}); the adapter is damaged (a copy cut short?): "
-                          "copy it again or retrain with finetune_ben_lab.py") from None
+        raise damaged_adapter(config_path, f"is not valid JSON ({error})") from None
     rank = config.get("r")
     if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
         raise BenLabError(f"{config_path}: LoRA rank r must be a whole number of at least 1, got {rank!r}; "
@@ -70,8 +74,7 @@ def load_adapter(adapter_dir: Path) -> Adapter:
     try:
         tensors = load_file(str(weights_path))
     except Exception as error:  # safetensors raises its own SafetensorError for a cut or damaged file
-        raise BenLabError(f"{weights_path} cannot be read ({error}); the adapter is damaged (a copy cut short?): "
-                          "copy it again or retrain with finetune_ben_lab.py") from None
+        raise damaged_adapter(weights_path, f"cannot be read ({error})") from None
     if any("lora_embedding" in name or "embed_tokens" in name for name in tensors):
         raise BenLabError(f"{adapter_dir}: llama.cpp cannot apply LoRA on the embeddings; retrain without embed_tokens")
     pairs: dict[str, list] = {}

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benlab.common import BenLabError, ensure_writable_dir
+from benlab.common import BenLabError, ensure_writable_dir, nearest_existing
 from benlab.lab_server import REPO_ROOT
 
 STEPS = ("data", "train", "export", "ollama")
@@ -66,7 +66,7 @@ def resources_check(path: Path) -> list[Check]:
         folder = Check("output folder", "pass", f"{path} can be written", ("data", "train", "export"))
     except BenLabError as error:
         folder = Check("output folder", "fail", str(error), ("data", "train", "export"))
-    existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())  # the folder may not exist yet
+    existing = nearest_existing(path)
     free_disk = shutil.disk_usage(existing).free / 2**30
     ram = psutil.virtual_memory().available / 2**30
     return [

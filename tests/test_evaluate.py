@@ -197,4 +197,4 @@ def test_a_cut_adapter_is_one_line(tiny_llama, lab_data, tmp_path, capsys):
     code = run_main(evaluate.main, ["--adapter-dir", str(adapter), "--eval-data", str(lab_data[1]),
                                     "--out-dir", str(tmp_path / "eval")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "the adapter cannot be loaded" in err[0], err
+    assert code == 2 and len(err) == 1 and "cannot be loaded as an adapter" in err[0], err
