@@ -221,18 +221,33 @@ SUBJECTS = {
     "limits": ("the lab's limits", "the system-size limit", "the largest experiment the lab runs"),
 }
 SUBJECT_TEMPLATES = ("Explain {s}.", "Tell me about {s}.", "What should I know about {s}?",
-                     "Give me a short explanation of {s}.", "Can you explain {s} to me?", "{s}: what is it about?")
+                     "Give me a short explanation of {s}.", "Can you explain {s} to me?", "{s}: what is it about?",
+                     "Describe {s}.", "What is special about {s}?", "What does {s} mean?", "How does {s} work?",
+                     "What is {s} in the lab?", "What does {s} tell me?")
+# What each phase is, in one sentence with its key facts (docs/lab/phases.md): said whenever a phase is named, so a
+# question about a phase by any of its names gets what the phase is, not only its phase_type.
+PHASE_SUMMARIES = {
+    "ising_symmetry_breaking": "the ordered ferromagnet, a GHZ-like cat state: each shot is all-up or all-down, and "
+                               "the long-range ZZ correlation is near 1",
+    "spt_cluster": "the cluster state, a symmetry-protected topological (SPT) phase: its hidden order shows only in "
+                   "the string order and the stabilizers Z X Z, both near 1",
+    "trivial_product": "the product state, every qubit tilted on its own: zero entanglement, no correlations, and "
+                       "x_magnetization ⟨X⟩ near 1",
+    "pseudorandom": "the scrambled state of Haar-random brickwork circuits: order parameters near 0 and half-chain "
+                    "entanglement approaching the Page value",
+}
 
 
 def normalized(question: str) -> str:
     return " ".join(re.findall(r"[a-z0-9_]+", question.lower()))
 
 
-def training_questions(concept: Concept, per_subject: int = 2) -> list[str]:
+def training_questions(concept: Concept, per_subject: int = 3) -> list[str]:
     """The concept's own training questions, then `per_subject` templates for each of its names, the templates
-    rotating across names (none equal to a held-out phrasing, none repeated)."""
+    rotating across names and concepts (none equal to a held-out phrasing, none repeated)."""
     seen = {normalized(q) for q in concept.held_out}
-    filled = [SUBJECT_TEMPLATES[(i + j) % len(SUBJECT_TEMPLATES)].format(s=subject)
+    start = 5 * [c.name for c in CONCEPTS].index(concept.name)  # each concept starts elsewhere in the templates
+    filled = [SUBJECT_TEMPLATES[(start + i * per_subject + j) % len(SUBJECT_TEMPLATES)].format(s=subject)
               for i, subject in enumerate(SUBJECTS[concept.name]) for j in range(per_subject)]
     asked = []
     for question in concept.questions + tuple(filled):

@@ -80,7 +80,7 @@ def drift_body(rng: random.Random, split: str) -> dict:
         "system_size": rng.choice([8, 10]),
         "base_depth": rng.choice([2, 4, 8]),
         "depth_factors": [1, 2, 4, 8],
-        "noise": rng.choice([0.0, 0.0, 0.05, 0.1]),
+        "noise": rng.choice([0.0, 0.05, 0.1, 0.1]),  # noise 0 is Flat for three phases: a quarter is enough
         "seed": experiment_seed(rng, split),
     }
 
@@ -90,7 +90,7 @@ class Counts:
     phase: int = 10  # per phase: identification questions
     tri: int = 48  # TRI runs, paired into comparisons
     discovery: int = 4  # discovery conversations (request, TOOL line, result, explanation)
-    drift: int = 32  # drift sweeps: drift classification
+    drift: int = 48  # drift sweeps: drift classification
     loop: int = 40  # lab-loop conversations of the other tools
 
     def loop_jobs(self) -> dict[str, int]:

@@ -211,22 +211,27 @@ COMPARE_TRI = (
 )
 
 
-def one_decimal(text: str) -> str:
-    """A quoted number cut to one decimal, digit by digit (what a reader does to compare two numbers)."""
-    whole, _, frac = text.partition(".")
-    return f"{whole}.{(frac + '0')[0]}"
+def digit_comparison(a: str, b: str) -> str:
+    """Two quoted numbers of the same format ("0.169", "1.026") compared digit by digit from the left, up to the
+    first digit that differs, the larger run named next to the sign: "ones Run A 0 = Run B 0; tenths Run A 1 < Run B
+    7, so Run B is larger". A small model compares two digits reliably; it misjudges 0.6 against 1.1 as wholes."""
+    steps = []
+    for place, da, db in zip(("ones", "tenths", "hundredths", "thousandths"), a.replace(".", ""), b.replace(".", "")):
+        sign = "=" if da == db else ">" if da > db else "<"
+        steps.append(f"{place} Run A {da} {sign} Run B {db}")
+        if sign != "=":
+            return "; ".join(steps) + f", so {'Run A' if sign == '>' else 'Run B'} is larger"
+    return "; ".join(steps) + ", so they are equal"
 
 
 def tri_comparison(a: dict, b: dict, rng: random.Random, kind: str = "tri_comparison") -> dict:
-    """Two measured TRIs in the question; the answer compares them to one decimal (the pairs differ by >= 0.15,
-    so the first decimal decides) and says why the physics orders them so."""
+    """Two measured TRIs in the question; the answer compares them digit by digit and says why the physics orders
+    them so."""
     q = Quotes()
     pa, pb = a["params"], b["params"]
     ta, tb = q("TRI_A", a["TRI"]), q("TRI_B", b["TRI"])
     input_text = f"Run A: {run_label(pa)}, TRI {ta}. Run B: {run_label(pb)}, TRI {tb}."
     winner, loser, wp, lp = ("Run A", "Run B", pa, pb) if a["TRI"] > b["TRI"] else ("Run B", "Run A", pb, pa)
-    da, db = one_decimal(ta), one_decimal(tb)
-    sign = ">" if float(da) > float(db) else "<"
     if wp["phase_type"] in STRUCTURED and lp["phase_type"] == "pseudorandom":
         why = (f"{winner}'s {wp['phase_type']} circuit keeps the spin-flip symmetry, while {loser}'s pseudorandom "
                "circuit scrambles the initial tilt away")
@@ -236,10 +241,8 @@ def tri_comparison(a: dict, b: dict, rng: random.Random, kind: str = "tri_compar
     else:
         why = (f"{loser}'s bias {lp['bias']:g} is so close to 0.5 that mirroring it hardly changes anything, "
                "while the scrambled pseudorandom run still differs by random-state fluctuations")
-    # The larger run is named right next to the sign ("A's x < B's y, so B"), so the verdict copies the name the
-    # comparison points at instead of mapping the sign to a run.
-    output = (f"Run A has TRI {ta}, Run B {tb}; to one decimal Run A's {da} {sign} Run B's {db}, so {winner} is "
-              f"larger. Why: {why}. {ANSWER_MARK} {winner}.")
+    output = (f"Run A has TRI {ta}, Run B {tb}. Digit by digit: {digit_comparison(ta, tb)}. Why: {why}. "
+              f"{ANSWER_MARK} {winner}.")
     params = {"run_a": pa, "run_b": pb}
     return make_sample(kind, rng.choice(COMPARE_TRI), input_text, output, params, q,
                        experiment_id=[a["forward_id"], b["forward_id"]], answer=winner, choices=["Run A", "Run B"])
@@ -275,16 +278,28 @@ def drift_table(response: dict, q: Quotes) -> str:
     return ", ".join(cells)
 
 
+def flat_check(depths: list[int], drift_texts: list[str]) -> tuple[bool, str]:
+    """Whether every quoted drift is under 0.02, checked one drift at a time by its leading digits (under 0.02 is
+    "starts 0.00 or 0.01"), stopping at the first that is not: a small model reads two digits reliably, while it
+    misjudges "the largest of four numbers" and "0.696 < 0.02"."""
+    checks = []
+    for depth, text in zip(depths, drift_texts):
+        under = float(text) < experiments.FLAT_DRIFT
+        checks.append(f"depth {depth} {text} {'yes' if under else 'no'}")
+        if not under:
+            return False, ", ".join(checks) + ", so not Flat."
+    return True, ", ".join(checks) + ", so Flat."
+
+
 def drift_rule(response: dict, drift_texts: list[str]) -> str:
     """The lab's drift_trend rule worked through on the quoted drifts: flat when every drift is under 0.02;
     saturates when the last step's drift per layer is under 0.35 x the sweep's average, which for depths
     d1 < ... < dk is: second-last drift > (1 - 0.35 (dk - dk-1) / (dk - d1)) x last drift."""
     depths = [r["depth"] for r in response["runs"]]
-    largest = max(drift_texts, key=float)
-    if float(largest) < experiments.FLAT_DRIFT or len(depths) < 3:
-        if float(largest) < experiments.FLAT_DRIFT:
-            return f"Flat needs every drift under 0.02: the largest is {largest}, yes. {ANSWER_MARK} Flat."
-        return f"The largest drift {largest} is 0.02 or more, so not Flat. {ANSWER_MARK} Grows."
+    flat, checks = flat_check(depths, drift_texts)
+    text = f"Flat needs every drift under 0.02, each starting 0.00 or 0.01: {checks}"
+    if flat or len(depths) < 3:
+        return f"{text} {ANSWER_MARK} {'Flat' if flat else 'Grows'}."
     span, step = depths[-1] - depths[0], depths[-1] - depths[-2]
     ratio = 1 - experiments.SATURATION_RATIO * step / span  # 0.8 for the default factors 1, 2, 4, 8
     ratio_text = f"{ratio:.2f}".rstrip("0")
@@ -293,9 +308,9 @@ def drift_rule(response: dict, drift_texts: list[str]) -> str:
     last, previous = drift_texts[-1], drift_texts[-2]
     level = f"{float(ratio_text) * float(last):.3f}"
     saturates = float(previous) > float(level)
-    text = (f"Flat needs every drift under 0.02: the largest is {largest}, no. Saturates needs the depth-{depths[-2]} "
-            f"drift above {ratio_text} × the depth-{depths[-1]} drift{formula}: {ratio_text} × {last} = {level}, and "
-            f"{previous} {'>' if saturates else '<'} {level}, {'yes' if saturates else 'no'}.")
+    text += (f" Saturates needs the depth-{depths[-2]} drift above {ratio_text} × the depth-{depths[-1]} drift"
+             f"{formula}: {ratio_text} × {last} = {level}, and {previous} {'>' if saturates else '<'} {level}, "
+             f"{'yes' if saturates else 'no'}.")
     return f"{text} {ANSWER_MARK} {'Saturates' if saturates else 'Grows'}."
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 from benlab import samples, tools
-from benlab.concepts import CONCEPTS, training_questions
+from benlab.concepts import CONCEPTS, PHASE_SUMMARIES, training_questions
 from benlab.prompts import SYSTEM_PROMPT
 from benlab.samples import PHASES, Quotes, measurements
 
@@ -49,6 +49,8 @@ REQUESTS = {
         "How time-reversal unstable is the {what}{details}?",
         "Check the time-reversal instability of the {what}{details}.",
         "Measure TRI for the {what}{details}.",
+        "How stable is the {what} under time reversal{details}? Run the test.",
+        "Test the time-reversal stability of the {what}{details}.",
         "Is the {what} time-reversal stable{details}? Please test it.",
         "What TRI does the lab measure for the {what}{details}?",
     ),
@@ -60,6 +62,8 @@ REQUESTS = {
         "Run a replay-drift sweep of the {what}{details}.",
         "How stable are the features of the {what} with depth{details}?",
         "Measure the replay drift of the {what}{details}.",
+        "Does the drift of the {what} grow, level off or stay flat with depth{details}? Measure it.",
+        "Check whether the {what} drifts as layers are added{details}.",
         "Is the drift of the {what} growing, saturating or flat{details}? Run it.",
         "Sweep the depth of the {what}{details} and tell me how it drifts.",
     ),
@@ -69,6 +73,8 @@ REQUESTS = {
         "Can k-means tell {what} apart{details}?",
         "Cluster {what} without labels{details}.",
         "Run unsupervised discovery over {what}{details}.",
+        "Cluster {what}{details} and tell me how pure the clusters are.",
+        "Run discovery on {what}{details} and give me the purity and ARI.",
         "How well do {what} separate in feature space{details}? Run discovery.",
         "Do a discovery run with {what}{details} and report the purity.",
     ),
@@ -123,18 +129,16 @@ def draw_args(rng: random.Random, tool: str, seed: int) -> dict:
     """A request's arguments: the phase always, the rest stated sometimes and left to the lab's defaults otherwise."""
     maybe = lambda p: rng.random() < p  # noqa: E731
     if tool == "discovery":
-        args: dict = {}
-        if maybe(0.6):  # otherwise "all four phases": the lab's default, left out of the TOOL line
-            phases = sorted(rng.sample(PHASES, rng.choice([2, 3])), key=PHASES.index)
-            args["phases"] = phases
-        args["num_per_phase"] = rng.choice([5, 6, 8, 10])
-        if maybe(0.3) and len(args.get("phases", PHASES)) > 2:
-            args["k"] = len(args.get("phases", PHASES)) - 1
+        # "all four phases" lists all four too: a TOOL line with "phases" only sometimes was left half written
+        phases = sorted(rng.sample(PHASES, rng.choice([2, 3])), key=PHASES.index) if maybe(0.6) else list(PHASES)
+        args: dict = {"phases": phases, "num_per_phase": rng.choice([5, 6, 8, 10])}
+        if maybe(0.3) and len(phases) > 2:
+            args["k"] = len(phases) - 1
         args["system_size"] = rng.choice([8, 10])
         if maybe(0.5):
             args["noise"] = rng.choice([0.02, 0.1, 0.3, 0.5])
         args["seed"] = seed
-        return args
+        return in_request_order(args)
     args = {"phase_type": rng.choice(PHASES)}
     if tool == "replay_drift":
         args["system_size"] = rng.choice([6, 8, 10])
@@ -143,7 +147,7 @@ def draw_args(rng: random.Random, tool: str, seed: int) -> dict:
         if maybe(0.6):
             args["noise"] = rng.choice([0.0, 0.02, 0.1])
         args["seed"] = seed
-        return args
+        return in_request_order(args)
     if maybe(0.65):  # left out often, so that "depth 6" alone is never read as 6 qubits
         args["system_size"] = rng.choice([6, 8, 10, 12, 14])
     if maybe(0.6):
@@ -156,13 +160,20 @@ def draw_args(rng: random.Random, tool: str, seed: int) -> dict:
         args["noise"] = rng.choice([0.0, 0.02, 0.1])
     if maybe(0.8):
         args["seed"] = seed
-    return args
+    return in_request_order(args)
+
+
+def in_request_order(args: dict) -> dict:
+    """The arguments in the order the request states them (the phase first, then DETAIL_FORMATS): the TOOL line
+    copies them left to right (a line ordered otherwise put "8 qubits, 10 runs each" as num_per_phase 8)."""
+    order = ("phase_type", "phases") + tuple(key for key, _ in DETAIL_FORMATS)
+    return {key: args[key] for key in order if key in args}
 
 
 def request_text(rng: random.Random, tool: str, args: dict, split: str) -> str:
     if tool == "discovery":
-        phases = args.get("phases")
-        what = " and ".join(", ".join(phases).rsplit(", ", 1)) if phases else "all four phases"
+        phases = args["phases"]
+        what = " and ".join(", ".join(phases).rsplit(", ", 1)) if len(phases) < len(PHASES) else "all four phases"
         rest = {k: v for k, v in args.items() if k != "phases"}
         return rng.choice(wordings(REQUESTS[tool], split)).format(what=what, details=details_text(rest))
     rest = {k: v for k, v in args.items() if k != "phase_type"}
@@ -368,8 +379,8 @@ def phase_name_samples() -> list[dict]:
         for i, name in enumerate(names):
             for j, wording in enumerate(PHASE_NAME_QUESTIONS):
                 system = SYSTEM_PROMPT if (i + j) % 3 else tools.TRAIN_PROTOCOL_PROMPTS[(i + j) % len(tools.TRAIN_PROTOCOL_PROMPTS)]
-                answer = (f"In the lab the {name} is phase_type {phase}." if name != phase else
-                          f"{phase} is already the lab's phase_type name; ask for phase_type {phase}.")
+                answer = (f"In the lab the {name} is phase_type {phase}: {PHASE_SUMMARIES[phase]}." if name != phase
+                          else f"{phase} is already the lab's name: phase_type {phase}, {PHASE_SUMMARIES[phase]}.")
                 messages = [{"role": "system", "content": system},
                             {"role": "user", "content": wording.format(what=name)},
                             {"role": "assistant", "content": answer}]

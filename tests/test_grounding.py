@@ -123,5 +123,6 @@ def test_a_tri_comparison_names_the_larger_run_next_to_the_sign(default_data):
     assert len(compared) >= 50
     for row in compared:
         answer, winner = row["messages"][-1]["content"], row["meta"]["answer"]
-        sign = re.search(r"Run A's [\d.]+ ([<>]) Run B's [\d.]+, so (Run [AB]) is larger", answer)
-        assert sign and sign.group(2) == winner == ("Run A" if sign.group(1) == ">" else "Run B"), answer
+        sign = re.search(r"Run A (\d) ([<>]) Run B (\d), so (Run [AB]) is larger", answer)
+        assert sign and sign.group(4) == winner == ("Run A" if sign.group(2) == ">" else "Run B"), answer
+        assert (sign.group(1) > sign.group(3)) == (sign.group(2) == ">"), answer
