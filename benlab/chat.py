@@ -164,7 +164,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--start-lab", action="store_true", help="start a local lab on a free port if none answers")
     parser.add_argument("--system", default=tools.LAB_LOOP_SYSTEM_PROMPT,
                         help="system prompt (default: ben-lab's prompt with the TOOL protocol)")
-    parser.add_argument("--once", metavar="QUESTION", help="answer this one question (with its tool calls) and exit")
+    asked = parser.add_mutually_exclusive_group()
+    asked.add_argument("--once", metavar="QUESTION", help="answer this one question (with its tool calls) and exit")
+    asked.add_argument("--questions", metavar="FILE", type=Path,
+                       help="answer each line of FILE as its own chat (fresh history, with its tool calls) and exit; "
+                       "with --json, one JSON line per question as it is answered")
     parser.add_argument("--json", action="store_true", help="print the whole exchange as JSON")
     parser.add_argument("--max-calls", type=int, default=MAX_TOOL_CALLS, help="tool calls per question (default %(default)s)")
     parser.add_argument("--max-tokens", type=int, default=MAX_REPLY_TOKENS, help="longest reply in tokens (default %(default)s)")
@@ -187,8 +191,41 @@ def questions():
             yield line.strip()
 
 
+def read_questions(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise BenLabError(f"--questions {path}: cannot be read as UTF-8 text ({error.__class__.__name__}); pass a "
+                          "text file with one question per line") from None
+    asked = [line.strip() for line in lines if line.strip()]
+    if not asked:
+        raise BenLabError(f"--questions {path} has no questions; write one question per line")
+    return asked
+
+
+def answer_each(path: Path, system: str, backend, lab: LabClient, as_json: bool, max_calls: int) -> None:
+    """Each question of the file in a chat of its own, printed as soon as it is answered. A question whose chat
+    outgrows the context is reported on its line and the next one goes on."""
+    for question in read_questions(path):
+        messages = [{"role": "system", "content": system}]
+        try:
+            turn = ask(question, messages, backend, lab, lambda text: None, max_calls)
+        except ContextFull as error:
+            print(json.dumps({"question": question, "error": str(error)}) if as_json
+                  else f"you> {question}\nerror: {error}", flush=True)
+            continue
+        print(json.dumps(exchange(backend, lab, messages, [turn])) if as_json
+              else f"you> {question}\nben-lab> {turn.answer}", flush=True)
+
+
+def exchange(backend, lab: LabClient, messages: list[dict], turns: list[Turn]) -> dict:
+    return {"backend": backend.name, "lab": lab.url, "messages": messages, "turns": [turn.__dict__ for turn in turns]}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.questions:
+        read_questions(args.questions)  # a bad file is reported before a model is loaded
     show = (lambda text: print(text, file=sys.stderr, flush=True)) if args.json else print
     with ExitStack() as stack:
         lab = LabClient(args.api_url, timeout=120, retries=1)
@@ -201,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
             show(f"[lab] started a local lab at {local.url}")
         backend = pick_backend(args.backend, args.model, args.gguf, args.max_tokens)
         show(f"[chat] {backend.name}; lab at {lab.url}")
+        if args.questions:
+            answer_each(args.questions, args.system, backend, lab, args.json, args.max_calls)
+            return 0
         messages = [{"role": "system", "content": args.system}]
         turns = []
         for question in ([args.once] if args.once else questions()):
@@ -209,6 +249,5 @@ def main(argv: list[str] | None = None) -> int:
             if not args.json:
                 print(f"ben-lab> {turn.answer}", flush=True)
         if args.json:
-            print(json.dumps({"backend": backend.name, "lab": lab.url, "messages": messages,
-                              "turns": [turn.__dict__ for turn in turns]}, indent=1))
+            print(json.dumps(exchange(backend, lab, messages, turns), indent=1))
     return 0

@@ -157,24 +157,34 @@ def generated_answers(model, tokenizer, rows: list[dict], bar=None) -> list[str]
 
 
 def run_sessions(sessions: list[dict], gguf: Path, lab_url: str, bar=None) -> list[dict]:
-    """Each scripted session through `chat_with_lab.py --once QUESTION --json` on llama.cpp and the live lab: the
-    whole exchange, or why the session broke (judged by judge_session)."""
+    """Each scripted session through `chat_with_lab.py --questions FILE --json` on llama.cpp and the live lab (one
+    process loads the model once; each question is its own chat, as with --once): the whole exchange, or why the
+    session broke (judged by judge_session)."""
     import subprocess
     import sys
+    import tempfile
 
     script = Path(__file__).resolve().parent.parent / "chat_with_lab.py"
     results = []
-    for row in sessions:
-        question = row["messages"][1]["content"]
-        run = subprocess.run([sys.executable, str(script), "--once", question, "--json", "--backend", "llama-cpp",
-                              "--gguf", str(gguf), "--api-url", lab_url, "--max-tokens", str(SESSION_TOKENS)],
-                             capture_output=True, text=True, timeout=600)
-        if run.returncode != 0:  # a session that breaks (e.g. outgrows the context) counts as failed, with why
-            results.append({"error": (run.stderr.strip().splitlines() or ["no message"])[-1]})
-        else:
-            results.append({"exchange": json.loads(run.stdout)})
-        if bar is not None:
-            bar.update()
+    with tempfile.TemporaryDirectory() as folder:
+        questions, log = Path(folder) / "sessions.txt", Path(folder) / "stderr.txt"
+        questions.write_text("".join(" ".join(row["messages"][1]["content"].split()) + "\n" for row in sessions))
+        with log.open("w") as errors, subprocess.Popen(
+                [sys.executable, str(script), "--questions", str(questions), "--json", "--backend", "llama-cpp",
+                 "--gguf", str(gguf), "--api-url", lab_url, "--max-tokens", str(SESSION_TOKENS)],
+                stdout=subprocess.PIPE, stderr=errors, text=True) as run:
+            for line in run.stdout:
+                record = json.loads(line)
+                # a session that breaks (e.g. outgrows the context) counts as failed, with why
+                results.append({"error": record["error"]} if "error" in record else {"exchange": record})
+                if bar is not None:
+                    bar.update()
+        missed = len(sessions) - len(results)
+        if missed:  # the process ended early: the sessions it did not reach failed, with its last message
+            why = (log.read_text().strip().splitlines() or ["no message"])[-1]
+            results += [{"error": why}] * missed
+            if bar is not None:
+                bar.update(missed)
     return results
 
 

@@ -1,4 +1,4 @@
-"""chat_with_lab.py: the TOOL loop against a live lab, its error paths, and the command line (--once, --json,
+"""chat_with_lab.py: the TOOL loop against a live lab, its error paths, and the command line (--once, --questions, --json,
 --system), with a scripted model, a stand-in Ollama server, and llama.cpp on a tiny GGUF."""
 
 import json
@@ -162,3 +162,39 @@ def test_a_conversation_longer_than_the_context_is_one_line(lab_url, tiny_llama,
     export.convert_hf_llama(tiny_llama, gguf_path, "f32")
     result = cli("--once", "phase " * 9000, "--backend", "llama-cpp", "--gguf", str(gguf_path), "--api-url", lab_url)
     assert result.returncode == 2 and "no longer fits" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_questions_file_answers_each_line_in_a_chat_of_its_own(lab_url, stand_in_ollama, tmp_path):
+    import os
+
+    url, seen = stand_in_ollama
+    env = {**os.environ, "OLLAMA_HOST": url.removeprefix("http://")}
+    asked = tmp_path / "questions.txt"
+    asked.write_text("Run the cluster state.\n\nRun it again, please.\n")
+    result = cli("--questions", str(asked), "--json", "--api-url", lab_url, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["turns"][0]["question"] for line in lines] == ["Run the cluster state.", "Run it again, please."]
+    assert all(line["turns"][0]["calls"][0]["ok"] and len(line["messages"]) == 5 for line in lines)
+    assert [m["role"] for m in seen[2]["messages"]] == ["system", "user"]  # the second question starts afresh
+    plain = cli("--questions", str(asked), "--api-url", lab_url, env=env)
+    assert plain.stdout.count("ben-lab> Phase: spt_cluster, measured.") == 2
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    for path in (empty, tmp_path / "missing.txt"):
+        bad = cli("--questions", str(path), "--api-url", lab_url, env=env)
+        assert bad.returncode == 2 and str(path) in bad.stderr and len(bad.stderr.splitlines()) == 1
+    both = cli("--questions", str(asked), "--once", "hi", "--api-url", lab_url, env=env)
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+
+
+def test_a_question_that_outgrows_the_context_does_not_stop_the_others(lab_url, tiny_llama, tmp_path):
+    gguf_path = tmp_path / "tiny.gguf"
+    export.convert_hf_llama(tiny_llama, gguf_path, "f32")
+    asked = tmp_path / "questions.txt"
+    asked.write_text("phase " * 9000 + "\nWhich phase has string order?\n")
+    result = cli("--questions", str(asked), "--json", "--backend", "llama-cpp", "--gguf", str(gguf_path),
+                 "--api-url", lab_url, "--max-tokens", "8")
+    assert result.returncode == 0, result.stderr
+    first, second = [json.loads(line) for line in result.stdout.splitlines()]
+    assert "no longer fits" in first["error"] and second["turns"][0]["question"] == "Which phase has string order?"

@@ -198,3 +198,18 @@ def test_a_cut_adapter_is_one_line(tiny_llama, lab_data, tmp_path, capsys):
                                     "--out-dir", str(tmp_path / "eval")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "cannot be loaded as an adapter" in err[0], err
+
+
+def test_lab_sessions_run_in_one_chat_process_and_a_broken_one_is_counted_failed(lab_url, tiny_llama, tmp_path):
+    from benlab import export
+
+    gguf = tmp_path / "tiny.gguf"
+    export.convert_hf_llama(tiny_llama, gguf, "f32")
+    rows = [{"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": question}]}
+            for question in ("phase " * 9000, "Run the cluster state.", "Which phase has string order?")]
+    done = []
+    runs = evaluate.run_sessions(rows, gguf, lab_url, SimpleNamespace(update=lambda n=1: done.append(n)))
+    assert "no longer fits" in runs[0]["error"] and sum(done) == 3
+    assert [run["exchange"]["turns"][0]["question"] for run in runs[1:]] == [r["messages"][1]["content"] for r in rows[1:]]
+    missing = evaluate.run_sessions(rows, tmp_path / "none.gguf", lab_url)
+    assert len(missing) == 3 and all("none.gguf" in run["error"] for run in missing)
