@@ -1,5 +1,5 @@
-"""chat_with_lab.py: the TOOL loop against a live lab, its error paths, and the command line (--once, --questions, --json,
---system), with a scripted model, a stand-in Ollama server, and llama.cpp on a tiny GGUF."""
+"""chat_with_lab.py: the TOOL loop against a live lab, its error paths, and the command line (--once, --questions,
+--json, --system), with a scripted model, a stand-in Ollama server, and llama.cpp on a tiny GGUF."""
 
 import json
 import subprocess
