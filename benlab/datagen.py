@@ -39,6 +39,7 @@ LOOP_SHARES = {"run_phase": 0.4, "tri": 0.35, "replay_drift": 0.25}
 DISCOVERY_SEED_BASE = 2**30
 HELD_OUT_TOOL_CALLS = 40
 HELD_OUT_QUESTIONS = 20  # held-out measurement questions, scripted lab sessions and raw phase results
+HELD_OUT_SWEEPS = 24  # held-out drift sweeps (each a drift_class and a raw result_drift question), whatever --drift-runs
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class Counts:
     phase: int = 10  # per phase: identification questions
     tri: int = 48  # TRI runs, paired into comparisons
     discovery: int = 4  # discovery conversations (request, TOOL line, result, explanation)
-    drift: int = 48  # drift sweeps: drift classification
+    drift: int = 80  # drift sweeps: drift classification (the 0.8 × drift step needs many examples)
     loop: int = 40  # lab-loop conversations of the other tools
 
     def loop_jobs(self) -> dict[str, int]:
@@ -114,7 +115,8 @@ def plan_campaign(counts: Counts, seed: int, eval_fraction: float) -> list[Job]:
             for i in range(scale(counts.phase)):
                 jobs.append(Job(f"{split}/phase/{phase}/{i}", split, "phase", phase_body(rng, phase, split)))
         jobs += [Job(f"{split}/tri/{i}", split, "tri", tri_body(rng, split)) for i in range(scale(counts.tri))]
-        jobs += [Job(f"{split}/drift/{i}", split, "drift", drift_body(rng, split)) for i in range(scale(counts.drift))]
+        sweeps = scale(counts.drift) if split == "train" else min(scale(counts.drift), HELD_OUT_SWEEPS)
+        jobs += [Job(f"{split}/drift/{i}", split, "drift", drift_body(rng, split)) for i in range(sweeps)]
         for tool, n in counts.loop_jobs().items():
             if split == "eval" and tool != "run_phase":
                 continue  # held-out raw TRI and drift results come from the held-out tri and drift runs
@@ -281,7 +283,7 @@ def raw_tri_comparison(a: dict, b: dict, rng: random.Random) -> dict:
 def lab_free_samples(seed: int, counts: Counts, split: str) -> list[dict]:
     """Samples that need no lab run: requests that become a TOOL line, measurement questions without a result,
     requests the lab cannot run, the lab's concepts; for the evaluation also the scripted lab sessions."""
-    n_calls, n_measure = round(2.5 * counts.loop), round(0.8 * counts.loop)
+    n_calls, n_measure = round(3.5 * counts.loop), round(0.8 * counts.loop)
     if split == "eval":  # they cost no lab time: enough for a share to mean something
         n_calls, n_measure = HELD_OUT_TOOL_CALLS, HELD_OUT_QUESTIONS
     rows = []

@@ -105,6 +105,19 @@ def fingerprint_reasoning(values: dict[str, float], q: Quotes) -> str:
             + IDENTIFIED["pseudorandom"].format(**quoted(values, q)))
 
 
+def named_phase_reasoning(values: dict[str, float], phase: str, q: Quotes) -> str:
+    """A result that names its phase: that phase's fingerprint next to its number, and no search through the
+    others. Worked through like an identification, a misread comparison ("0.010 > 0.5, yes. Answer: spt_cluster")
+    contradicted the phase_type the model had just copied from the result."""
+    if phase == "pseudorandom":
+        listing = ", ".join(f"{feature} {q(feature, values[feature], 2)}" for _, feature in FINGERPRINTS)
+        checks = f"none of the fingerprints is above {FINGERPRINT_LEVEL} ({listing}), so the state is scrambled."
+    else:
+        feature = dict(FINGERPRINTS)[phase]
+        checks = f"its fingerprint {feature} is {q(feature, values[feature], 2)} > {FINGERPRINT_LEVEL}."
+    return f"{checks} {ANSWER_MARK} {phase}. {IDENTIFIED[phase].format(**quoted(values, q))}"
+
+
 def quoted(values: dict[str, float], q: Quotes) -> dict[str, str]:
     return {name: q(name, values[name], 2) for name in SHOWN_FEATURES}
 
@@ -213,14 +226,16 @@ COMPARE_TRI = (
 
 def digit_comparison(a: str, b: str) -> str:
     """Two quoted numbers of the same format ("0.169", "1.026") compared digit by digit from the left, up to the
-    first digit that differs, the larger run named next to the sign: "ones Run A 0 = Run B 0; tenths Run A 1 < Run B
-    7, so Run B is larger". A small model compares two digits reliably; it misjudges 0.6 against 1.1 as wholes."""
+    first digit that differs: "ones: Run A 0, Run B 0, equal; tenths: Run A 1, Run B 7, so Run B is larger". Both
+    digits are written before the verdict, so it is read off two adjacent digits: a small model that had to write
+    the sign between them ("Run A 0 < Run B 1") picked it before it had looked up Run B's digit."""
     steps = []
     for place, da, db in zip(("ones", "tenths", "hundredths", "thousandths"), a.replace(".", ""), b.replace(".", "")):
-        sign = "=" if da == db else ">" if da > db else "<"
-        steps.append(f"{place} Run A {da} {sign} Run B {db}")
-        if sign != "=":
-            return "; ".join(steps) + f", so {'Run A' if sign == '>' else 'Run B'} is larger"
+        if da == db:
+            steps.append(f"{place}: Run A {da}, Run B {db}, equal")
+            continue
+        steps.append(f"{place}: Run A {da}, Run B {db}, so {'Run A' if da > db else 'Run B'} is larger")
+        return "; ".join(steps)
     return "; ".join(steps) + ", so they are equal"
 
 

@@ -201,15 +201,14 @@ def tool_call_sample(rng: random.Random, tool: str, args: dict, split: str, kind
 
 def explain_result(tool: str, response: dict, args: dict) -> str:
     """What the lab measured, quoted by field name (its leading digits), and what it means for this run. A phase
-    run is explained exactly as an identification question is answered: the same reasoning, learned once."""
+    run names its phase: the explanation copies the name and shows that phase's fingerprint."""
     q = Quotes(cut=True)
     if tool == "run_phase":
         values, phase = measurements(response), response["phase_type"]
         if not samples.has_physics(values):  # the original lab: quote what it returned, claim nothing beyond it
             listing = ", ".join(f"{name} {q(name, value)}" for name, value in sorted(values.items()))
             return f"The lab ran {phase} (experiment {response['experiment_id']}) and reported {listing}."
-        # The result names its phase; the features are checked against it, as in an identification answer.
-        return (f"phase_type is {phase}; its features: " + samples.fingerprint_reasoning(values, q)
+        return (f"phase_type is {phase}; " + samples.named_phase_reasoning(values, phase, q)
                 + samples.noise_note(response["params"], phase))
     if tool == "tri":
         return samples.tri_text(response, q)

@@ -192,26 +192,32 @@ def answer_only_loss(model, inputs: dict, num_items_in_batch=None):
 
 REPLAY_FILE = "general_replay.jsonl"
 REPLAY_TOKENS = 80
+# The replay answers are written under a plain assistant prompt: under the lab's prompt the base drags one everyday
+# question in six into the lab ("Name a fruit that is yellow." -> "The Jarvis-2v quantum phase lab has ..."), and
+# training on those taught the fine-tuned model to do it more.
+REPLAY_ANSWER_PROMPT = "You are a helpful assistant."
 
 
 def general_replay(model, tokenizer, count: int, output: Path) -> list[list[dict]]:
-    """The base model's own greedy answers to everyday prompts (benlab/general.py), under the training system
-    prompt: training on them keeps the adapter from moving the model where the lab data says nothing. An answer
-    cut at REPLAY_TOKENS ends at its last full sentence. Saved beside the adapter for inspection."""
+    """The base model's own greedy answers to everyday prompts (benlab/general.py), written under a plain assistant
+    prompt and trained under the lab's system prompt: they keep the adapter from moving the model where the lab data
+    says nothing, and teach that an everyday question under the lab's prompt gets an everyday answer. An answer cut
+    at REPLAY_TOKENS ends at its last full sentence. Saved beside the adapter for inspection."""
     from tqdm import tqdm
 
     from benlab.generation import generate_replies
 
-    chats = [[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt},
+    asked = [[{"role": "system", "content": REPLAY_ANSWER_PROMPT}, {"role": "user", "content": prompt},
               {"role": "assistant", "content": ""}] for prompt in REPLAY_PROMPTS[:count]]
-    with tqdm(total=len(chats), desc="base answers", unit="prompt") as bar:
-        replies = generate_replies(model, tokenizer, chats, REPLAY_TOKENS, bar=bar)
+    with tqdm(total=len(asked), desc="base answers", unit="prompt") as bar:
+        replies = generate_replies(model, tokenizer, asked, REPLAY_TOKENS, bar=bar)
     kept = []
-    for chat, reply in zip(chats, replies):
+    for prompt, reply in zip(REPLAY_PROMPTS, replies):
         end = max(reply.rfind(mark) for mark in ".!?")
         reply = reply[: end + 1] if end > 0 else reply
         if reply:
-            kept.append(chat[:2] + [{"role": "assistant", "content": reply}])
+            kept.append([{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt},
+                         {"role": "assistant", "content": reply}])
     output.mkdir(parents=True, exist_ok=True)
     atomic_write(output / REPLAY_FILE, "".join(json.dumps({"messages": c}) + "\n" for c in kept))
     return kept

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benlab import concepts, datagen, docgen, grounding, samples, tool_samples
+from benlab import concepts, datagen, docgen, grounding, samples, tool_samples, tools
 from benlab.common import run_main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,12 +117,28 @@ def test_concepts_are_asked_by_each_of_their_names_but_never_in_a_held_out_phras
             assert any(subject.lower() in q.lower() for q in asked), (concept.name, subject)
 
 
-def test_a_tri_comparison_names_the_larger_run_next_to_the_sign(default_data):
+def test_a_tri_comparison_decides_on_the_first_digits_that_differ(default_data):
     rows = [json.loads(line) for line in default_data[0].read_text().splitlines()]
     compared = [r for r in rows if r["meta"]["kind"] in ("tri_comparison", "result_tri_compare")]
     assert len(compared) >= 50
     for row in compared:
         answer, winner = row["messages"][-1]["content"], row["meta"]["answer"]
-        sign = re.search(r"Run A (\d) ([<>]) Run B (\d), so (Run [AB]) is larger", answer)
-        assert sign and sign.group(4) == winner == ("Run A" if sign.group(2) == ">" else "Run B"), answer
-        assert (sign.group(1) > sign.group(3)) == (sign.group(2) == ">"), answer
+        decided = re.search(r"Run A (\d), Run B (\d), so (Run [AB]) is larger", answer)
+        assert decided and decided.group(3) == winner == ("Run A" if decided.group(1) > decided.group(2) else "Run B"), answer
+
+
+def test_a_raw_phase_result_is_explained_by_the_phase_it_names(default_data):
+    rows = [json.loads(line) for path in default_data for line in path.read_text().splitlines()]
+    explained = [r for r in rows if r["meta"]["kind"] in ("tool_result", "result_phase")
+                 and r["meta"]["call"]["name"] == "run_phase"]
+    assert len(explained) >= 20
+    for row in explained:
+        result = json.loads(row["messages"][3]["content"].removeprefix(tools.RESULT_PREFIX))
+        phase, answer = result["phase_type"], row["messages"][-1]["content"]
+        assert answer.startswith(f"phase_type is {phase}; ") and f"{samples.ANSWER_MARK} {phase}." in answer, answer
+        assert not any(f"{samples.ANSWER_MARK} {other}" in answer for other in samples.PHASES if other != phase)
+        for feature, value in re.findall(r"(\w+) is ([\d.]+) > 0\.5", answer):  # the named phase's fingerprint
+            assert float(value) > 0.5 and dict(samples.FINGERPRINTS)[phase] == feature, answer
+        if phase == "pseudorandom":
+            assert all(float(v) < 0.5 for v in re.findall(r"(?:stabilizer_mean|correlation_length_norm|x_magnetization) "
+                                                           r"([\d.]+)[,)]", answer)), answer
