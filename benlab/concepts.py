@@ -29,7 +29,11 @@ CONCEPTS = (
     Concept(
         "phase names", "docs/lab/phases.md",
         ("Which lab phase is the ferromagnet?", "What do people call the four phases?", "Is the GHZ state a lab phase?",
-         "Which phase is the paramagnet, and which the cluster state?", "What is the scrambled phase called in the lab?"),
+         "Which phase is the paramagnet, and which the cluster state?", "What is the scrambled phase called in the lab?",
+         # several names in one question: the answer lists all four (a one-phase answer names one)
+         "What are the phase_type names of the ferromagnet, the SPT phase, the product state and the random circuit?",
+         "Map the GHZ state, the cluster state, the paramagnet and the scrambled state to lab phases.",
+         "Which lab phases are the ordered phase, the cluster phase, the trivial phase and the pseudorandom one?"),
         # Both ask for all four names: the key facts are the four phase_type values.
         ("Which phase_type is each of the cat state, the cluster state, the paramagnet and the scrambled state?",
          "What are the lab's names for the ordered, SPT, paramagnetic and random phases?"),

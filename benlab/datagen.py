@@ -40,6 +40,7 @@ DISCOVERY_SEED_BASE = 2**30
 HELD_OUT_TOOL_CALLS = 40
 HELD_OUT_QUESTIONS = 20  # held-out measurement questions, scripted lab sessions and raw phase results
 HELD_OUT_SWEEPS = 24  # held-out drift sweeps (each a drift_class and a raw result_drift question), whatever --drift-runs
+HELD_OUT_PER_PHASE = 5  # held-out identification runs per phase, whatever --phase-experiments
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,10 @@ def drift_body(rng: random.Random, split: str) -> dict:
 
 @dataclass(frozen=True)
 class Counts:
-    phase: int = 10  # per phase: identification questions
+    phase: int = 20  # per phase: identification questions (the fingerprint checks are learned from these alone)
     tri: int = 48  # TRI runs, paired into comparisons
     discovery: int = 4  # discovery conversations (request, TOOL line, result, explanation)
-    drift: int = 80  # drift sweeps: drift classification (the 0.8 × drift step needs many examples)
+    drift: int = 48  # drift sweeps: drift classification
     loop: int = 40  # lab-loop conversations of the other tools
 
     def loop_jobs(self) -> dict[str, int]:
@@ -112,7 +113,7 @@ def plan_campaign(counts: Counts, seed: int, eval_fraction: float) -> list[Job]:
     for split in ("train", "eval"):
         scale = (lambda n: n) if split == "train" else (lambda n: math.ceil(2 * eval_fraction * n))
         for phase in samples.PHASES:
-            for i in range(scale(counts.phase)):
+            for i in range(scale(counts.phase) if split == "train" else min(scale(counts.phase), HELD_OUT_PER_PHASE)):
                 jobs.append(Job(f"{split}/phase/{phase}/{i}", split, "phase", phase_body(rng, phase, split)))
         jobs += [Job(f"{split}/tri/{i}", split, "tri", tri_body(rng, split)) for i in range(scale(counts.tri))]
         sweeps = scale(counts.drift) if split == "train" else min(scale(counts.drift), HELD_OUT_SWEEPS)
@@ -255,10 +256,10 @@ def build_samples(jobs: list[Job], responses: dict[str, dict], seed: int, counts
                 out.append(tool_samples.follow_up_sample(rng, args, response))
     for split, runs in tri_runs.items():
         out = train if split == "train" else held_out
-        # Training pairs each run with the next and, every other run, the one after: more comparisons from the same
-        # lab runs (each run's TRI is seen on both sides, larger and smaller).
+        # Training pairs each run with the next and the one after: more comparisons from the same lab runs (each
+        # run's TRI is seen on both sides, larger and smaller).
         for i, a in enumerate(runs):
-            for step in (1, 2) if split == "train" and i % 2 == 0 else (1,):
+            for step in (1, 2) if split == "train" else (1,):
                 b = runs[(i + step) % len(runs)]
                 if a is not b and samples.comparable(a, b):
                     rng = job_rng(seed, f"{split}/pair/{i}" + (f"/{step}" if step > 1 else ""))

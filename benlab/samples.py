@@ -224,24 +224,15 @@ COMPARE_TRI = (
 )
 
 
-def digit_comparison(a: str, b: str) -> str:
-    """Two quoted numbers of the same format ("0.169", "1.026") compared digit by digit from the left, up to the
-    first digit that differs: "ones: Run A 0, Run B 0, equal; tenths: Run A 1, Run B 7, so Run B is larger". Both
-    digits are written before the verdict, so it is read off two adjacent digits: a small model that had to write
-    the sign between them ("Run A 0 < Run B 1") picked it before it had looked up Run B's digit."""
-    steps = []
-    for place, da, db in zip(("ones", "tenths", "hundredths", "thousandths"), a.replace(".", ""), b.replace(".", "")):
-        if da == db:
-            steps.append(f"{place}: Run A {da}, Run B {db}, equal")
-            continue
-        steps.append(f"{place}: Run A {da}, Run B {db}, so {'Run A' if da > db else 'Run B'} is larger")
-        return "; ".join(steps)
-    return "; ".join(steps) + ", so they are equal"
+def one_decimal(text: str) -> str:
+    """A quoted number cut to one decimal, digit by digit (what a reader does to compare two numbers)."""
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{(frac + '0')[0]}"
 
 
 def tri_comparison(a: dict, b: dict, rng: random.Random, kind: str = "tri_comparison") -> dict:
-    """Two measured TRIs in the question; the answer compares them digit by digit and says why the physics orders
-    them so."""
+    """Two measured TRIs in the question; the answer compares them to one decimal (the pairs differ by >= 0.15,
+    so the first decimal decides) and says why the physics orders them so."""
     q = Quotes()
     pa, pb = a["params"], b["params"]
     ta, tb = q("TRI_A", a["TRI"]), q("TRI_B", b["TRI"])
@@ -256,8 +247,13 @@ def tri_comparison(a: dict, b: dict, rng: random.Random, kind: str = "tri_compar
     else:
         why = (f"{loser}'s bias {lp['bias']:g} is so close to 0.5 that mirroring it hardly changes anything, "
                "while the scrambled pseudorandom run still differs by random-state fluctuations")
-    output = (f"Run A has TRI {ta}, Run B {tb}. Digit by digit: {digit_comparison(ta, tb)}. Why: {why}. "
-              f"{ANSWER_MARK} {winner}.")
+    # The larger run is named right next to the sign ("A's x < B's y, so B"), so the verdict copies the name the
+    # comparison points at. Measured against two digit-by-digit forms ("ones Run A 0 = Run B 1; ...", "ones: Run A
+    # 0, Run B 1, so ..."), this form did best (73.7% and 84.2% in two runs, against 72.2% and 57.1%).
+    da, db = one_decimal(ta), one_decimal(tb)
+    sign = ">" if float(da) > float(db) else "<"
+    output = (f"Run A has TRI {ta}, Run B {tb}; to one decimal Run A's {da} {sign} Run B's {db}, so {winner} is "
+              f"larger. Why: {why}. {ANSWER_MARK} {winner}.")
     params = {"run_a": pa, "run_b": pb}
     return make_sample(kind, rng.choice(COMPARE_TRI), input_text, output, params, q,
                        experiment_id=[a["forward_id"], b["forward_id"]], answer=winner, choices=["Run A", "Run B"])

@@ -192,32 +192,27 @@ def answer_only_loss(model, inputs: dict, num_items_in_batch=None):
 
 REPLAY_FILE = "general_replay.jsonl"
 REPLAY_TOKENS = 80
-# The replay answers are written under a plain assistant prompt: under the lab's prompt the base drags one everyday
-# question in six into the lab ("Name a fruit that is yellow." -> "The Jarvis-2v quantum phase lab has ..."), and
-# training on those taught the fine-tuned model to do it more.
-REPLAY_ANSWER_PROMPT = "You are a helpful assistant."
 
 
 def general_replay(model, tokenizer, count: int, output: Path) -> list[list[dict]]:
-    """The base model's own greedy answers to everyday prompts (benlab/general.py), written under a plain assistant
-    prompt and trained under the lab's system prompt: they keep the adapter from moving the model where the lab data
-    says nothing, and teach that an everyday question under the lab's prompt gets an everyday answer. An answer cut
-    at REPLAY_TOKENS ends at its last full sentence. Saved beside the adapter for inspection."""
+    """The base model's own greedy answers to everyday prompts (benlab/general.py), under the training system
+    prompt: training on them keeps the adapter from moving the model where the lab data says nothing. (Answers
+    written under a plain assistant prompt instead kept fewer of the probes: 65.8% against 75.6%.) An answer cut at
+    REPLAY_TOKENS ends at its last full sentence. Saved beside the adapter for inspection."""
     from tqdm import tqdm
 
     from benlab.generation import generate_replies
 
-    asked = [[{"role": "system", "content": REPLAY_ANSWER_PROMPT}, {"role": "user", "content": prompt},
+    chats = [[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt},
               {"role": "assistant", "content": ""}] for prompt in REPLAY_PROMPTS[:count]]
-    with tqdm(total=len(asked), desc="base answers", unit="prompt") as bar:
-        replies = generate_replies(model, tokenizer, asked, REPLAY_TOKENS, bar=bar)
+    with tqdm(total=len(chats), desc="base answers", unit="prompt") as bar:
+        replies = generate_replies(model, tokenizer, chats, REPLAY_TOKENS, bar=bar)
     kept = []
-    for prompt, reply in zip(REPLAY_PROMPTS, replies):
+    for chat, reply in zip(chats, replies):
         end = max(reply.rfind(mark) for mark in ".!?")
         reply = reply[: end + 1] if end > 0 else reply
         if reply:
-            kept.append([{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt},
-                         {"role": "assistant", "content": reply}])
+            kept.append(chat[:2] + [{"role": "assistant", "content": reply}])
     output.mkdir(parents=True, exist_ok=True)
     atomic_write(output / REPLAY_FILE, "".join(json.dumps({"messages": c}) + "\n" for c in kept))
     return kept
@@ -244,6 +239,10 @@ def make_trainer_class():
     class AnswerOnlyTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss = answer_only_loss(model, inputs, num_items_in_batch)
+            if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+                # num_items_in_batch counts every process's answer tokens, and DDP averages the gradients over the
+                # processes: without this the loss (and gradient) of N processes is 1/N of one process's
+                loss = loss * self.accelerator.num_processes
             return (loss, {}) if return_outputs else loss
 
     return AnswerOnlyTrainer
@@ -353,7 +352,10 @@ def train(config: TrainConfig) -> dict:
     from transformers import TrainingArguments, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
-    state = PartialState()
+    # cpu=True where there is no GPU: launched by torchrun / accelerate on CPUs it then joins the gloo process group
+    # now, so only the main process reports (a plain PartialState() sees no GPU, reports "one process" here, and
+    # every process printed everything).
+    state = PartialState(cpu=not torch.cuda.is_available())
     say = print if state.is_main_process else (lambda *a, **k: None)
     started = time.perf_counter()
     set_seed(config.seed)
@@ -565,8 +567,12 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from accelerate import PartialState
+
     config = parse_args(argv)
     metrics = train(config)
+    if not PartialState().is_main_process:  # under torchrun / accelerate launch the main process reports
+        return 0
     print(f"[done] adapter in {config.output_dir}/ after {metrics['wall_seconds']:.0f} s: train loss "
           f"{metrics['train_loss']:.3f}" + (f", held-out loss {metrics['eval_loss']:.3f}" if metrics["eval_loss"] else "")
           + f", {metrics['tokens_per_second']} tokens/s, peak RSS {metrics['peak_rss_mb']:.0f} MB")

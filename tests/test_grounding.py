@@ -117,14 +117,15 @@ def test_concepts_are_asked_by_each_of_their_names_but_never_in_a_held_out_phras
             assert any(subject.lower() in q.lower() for q in asked), (concept.name, subject)
 
 
-def test_a_tri_comparison_decides_on_the_first_digits_that_differ(default_data):
+def test_a_tri_comparison_names_the_larger_run_next_to_the_sign(default_data):
     rows = [json.loads(line) for line in default_data[0].read_text().splitlines()]
     compared = [r for r in rows if r["meta"]["kind"] in ("tri_comparison", "result_tri_compare")]
     assert len(compared) >= 50
     for row in compared:
         answer, winner = row["messages"][-1]["content"], row["meta"]["answer"]
-        decided = re.search(r"Run A (\d), Run B (\d), so (Run [AB]) is larger", answer)
-        assert decided and decided.group(3) == winner == ("Run A" if decided.group(1) > decided.group(2) else "Run B"), answer
+        sign = re.search(r"Run A's ([\d.]+) ([<>]) Run B's ([\d.]+), so (Run [AB]) is larger", answer)
+        assert sign and sign.group(4) == winner == ("Run A" if sign.group(2) == ">" else "Run B"), answer
+        assert (float(sign.group(1)) > float(sign.group(3))) == (sign.group(2) == ">"), answer
 
 
 def test_a_raw_phase_result_is_explained_by_the_phase_it_names(default_data):

@@ -183,12 +183,10 @@ def test_general_replay_holds_the_base_models_own_answers(tiny_llama, tmp_path):
     chats = train.general_replay(model, tokenizer, 3, tmp_path)
     saved = [json.loads(line)["messages"] for line in (tmp_path / train.REPLAY_FILE).read_text().splitlines()]
     assert saved == chats and [c[1]["content"] for c in chats] == list(REPLAY_PROMPTS[: len(chats)])
-    # written under the plain assistant prompt, trained under the lab's
-    plain = [[{"role": "system", "content": train.REPLAY_ANSWER_PROMPT}, c[1], {"role": "assistant", "content": ""}]
-             for c in chats]
-    direct = generate_replies(model, tokenizer, plain, train.REPLAY_TOKENS)
+    direct = generate_replies(model, tokenizer, [c[:2] + [{"role": "assistant", "content": ""}] for c in chats],
+                              train.REPLAY_TOKENS)
     for chat, reply in zip(chats, direct):
-        assert reply.startswith(chat[2]["content"]) and chat[0] == {"role": "system", "content": train.SYSTEM_PROMPT}
+        assert reply.startswith(chat[2]["content"])
 
 
 @pytest.mark.parametrize("cuda, cached, reachable, expected, source", [
