@@ -207,15 +207,16 @@ def answer_each(path: Path, system: str, backend, lab: LabClient, as_json: bool,
     """Each question of the file in a chat of its own, printed as soon as it is answered. A question whose chat
     outgrows the context is reported on its line and the next one goes on."""
     for question in read_questions(path):
+        if not as_json:
+            print(f"you> {question}", flush=True)
         messages = [{"role": "system", "content": system}]
         try:
-            turn = ask(question, messages, backend, lab, lambda text: None, max_calls)
+            turn = ask(question, messages, backend, lab, (lambda text: None) if as_json else print, max_calls)
         except ContextFull as error:
-            print(json.dumps({"question": question, "error": str(error)}) if as_json
-                  else f"you> {question}\nerror: {error}", flush=True)
+            print(json.dumps({"question": question, "error": str(error)}) if as_json else f"error: {error}", flush=True)
             continue
-        print(json.dumps(exchange(backend, lab, messages, [turn])) if as_json
-              else f"you> {question}\nben-lab> {turn.answer}", flush=True)
+        print(json.dumps(exchange(backend, lab, messages, [turn])) if as_json else f"ben-lab> {turn.answer}",
+              flush=True)
 
 
 def exchange(backend, lab: LabClient, messages: list[dict], turns: list[Turn]) -> dict:

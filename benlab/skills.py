@@ -40,12 +40,12 @@ def picked_run(answer: str) -> str | None:
 
 def picked_drift(answer: str) -> str | None:
     """The class an answer states: the drift_trend it quotes, else the class after "Answer:", else the first class
-    it names."""
-    for text in (answer.split("drift_trend is", 1)[1][:12] if "drift_trend is" in answer else "",
+    it names. "growing" and "saturating" state the class as plainly as "grows" and "saturates" do."""
+    for text in (answer.split("drift_trend is", 1)[1][:14] if "drift_trend is" in answer else "",
                  answer.split(ANSWER_MARK, 1)[1] if ANSWER_MARK in answer else "", answer):
-        found = re.search(r"\b(grows|saturates|flat)\b", text, re.IGNORECASE)
+        found = re.search(r"\b(grow|saturat|flat)(?:s|es|ing)?\b", text, re.IGNORECASE)
         if found:
-            return found.group(1).capitalize()
+            return {"grow": "Grows", "saturat": "Saturates", "flat": "Flat"}[found.group(1).lower()]
     return None
 
 

@@ -38,6 +38,9 @@ def test_drift_and_run_picks():
     assert skills.picked_drift("Flat needs every drift under 0.02: no. ... Answer: Grows.") == "Grows"
     # the trend quoted from the result counts, even when the model ends with something else after "Answer:"
     assert skills.picked_drift("drift_trend is flat for trivial_product: depth 4: 0.000. Answer: trivial_product.") == "Flat"
+    assert skills.picked_drift("drift_trend is growing: depth 4: 0.000, depth 8: 0.022.") == "Grows"
+    assert skills.picked_drift("drift_trend is saturating for pseudorandom.") == "Saturates"
+    assert skills.picked_drift("drift_trend shows saturation.") is None  # a noun is not a stated class
     assert skills.picked_run("Run A has TRI 0.8, Run B 0.1; so Run A is larger. Answer: Run A.") == "Run A"
     assert skills.picked_phase("spt_cluster needs ... no. trivial_product ... yes. Phase: trivial_product.") == "trivial_product"
     assert skills.picked_phase("It could be spt_cluster or pseudorandom.") is None
