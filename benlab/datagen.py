@@ -111,13 +111,15 @@ def plan_campaign(counts: Counts, seed: int, eval_fraction: float) -> list[Job]:
     rng = random.Random(seed)
     jobs: list[Job] = []
     for split in ("train", "eval"):
-        scale = (lambda n: n) if split == "train" else (lambda n: math.ceil(2 * eval_fraction * n))
+        def scale(n: int, cap: float = math.inf) -> int:  # held-out: twice the fraction, at most `cap`
+            return n if split == "train" else min(math.ceil(2 * eval_fraction * n), cap)
+
         for phase in samples.PHASES:
-            for i in range(scale(counts.phase) if split == "train" else min(scale(counts.phase), HELD_OUT_PER_PHASE)):
+            for i in range(scale(counts.phase, HELD_OUT_PER_PHASE)):
                 jobs.append(Job(f"{split}/phase/{phase}/{i}", split, "phase", phase_body(rng, phase, split)))
         jobs += [Job(f"{split}/tri/{i}", split, "tri", tri_body(rng, split)) for i in range(scale(counts.tri))]
-        sweeps = scale(counts.drift) if split == "train" else min(scale(counts.drift), HELD_OUT_SWEEPS)
-        jobs += [Job(f"{split}/drift/{i}", split, "drift", drift_body(rng, split)) for i in range(sweeps)]
+        jobs += [Job(f"{split}/drift/{i}", split, "drift", drift_body(rng, split))
+                 for i in range(scale(counts.drift, HELD_OUT_SWEEPS))]
         for tool, n in counts.loop_jobs().items():
             if split == "eval" and tool != "run_phase":
                 continue  # held-out raw TRI and drift results come from the held-out tri and drift runs
