@@ -192,6 +192,9 @@ def questions():
 
 
 def read_questions(path: Path) -> list[str]:
+    if not path.is_file():
+        raise BenLabError(f"--questions {path}: {'is a folder' if path.is_dir() else 'not found'}; pass a text file "
+                          "with one question per line")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
