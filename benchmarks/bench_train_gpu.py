@@ -23,6 +23,7 @@ SHAPES = {  # the configurations' numbers (config.json of each model); weights a
     "tiny": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True, head_dim=16),
 }
+CASTS = {"skip": "not cast (autocast picks the product's dtype)", "peft": "cast to fp32 by PEFT, then back to bf16"}
 ANSWER_SHARE = 0.25  # the last quarter of each sequence carries labels, like a lab sample's answer
 
 
@@ -50,12 +51,12 @@ def bf16_peak_tflops(device: str, size: int = 8192, seconds: float = 1.0) -> flo
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e12
 
 
-def make_model(shape: str, device: str):
+def make_model(shape: str, device: str, peft_input_casts: bool = False):
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from benlab.train import TrainConfig
+    from benlab.train import TrainConfig, skip_lora_input_casts
 
     torch.manual_seed(0)
     config = LlamaConfig(**SHAPES[shape], attn_implementation="sdpa")
@@ -63,6 +64,8 @@ def make_model(shape: str, device: str):
     defaults = TrainConfig()
     model = get_peft_model(model, LoraConfig(r=defaults.lora_r, lora_alpha=defaults.lora_alpha, lora_dropout=0.0,
                                              target_modules=defaults.target_modules, task_type="CAUSAL_LM"))
+    if not peft_input_casts:  # as finetune_ben_lab.py trains under autocast
+        skip_lora_input_casts(model)
     return model, config
 
 
@@ -124,6 +127,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per batch size (default %(default)s)")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
                         help="cpu only checks that the benchmark runs (use --shape tiny); the figures are the GPU's")
+    parser.add_argument("--lora-input-casts", choices=sorted(CASTS), nargs="+", default=["skip"],
+                        help="skip: as finetune_ben_lab.py trains (default); peft: PEFT's own cast of every LoRA input "
+                             "to the fp32 adapter weights (the recipe before); give both to compare them side by side")
     args = parser.parse_args(argv)
 
     import torch
@@ -135,32 +141,36 @@ def main(argv=None) -> int:
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     peak = bf16_peak_tflops(device, 8192 if device == "cuda" else 512)
     print(f"{name}: measured bf16 peak {peak:.1f} TFLOP/s (square bf16 products, >= 1 s)", flush=True)
-    model, config = make_model(args.shape, device)
-    trainable, total = model.get_nb_trainable_parameters()
-    print(f"{args.shape}: {total / 1e9:.2f} B parameters, {trainable / 1e6:.1f} M trainable (LoRA)", flush=True)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     rows = []
-    for batch_size in args.batch_sizes:
-        if device == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-        try:
-            seconds, flops = measure(model, optimizer, batch_of(batch_size, args.seq_len, config.vocab_size, device),
-                                     args.steps, device)
-        except torch.OutOfMemoryError:
-            print(f"batch {batch_size} x {args.seq_len}: out of memory; stopping here", flush=True)
-            break
-        tokens = batch_size * args.seq_len
-        row = {"gpu": name, "shape": args.shape, "batch": batch_size, "seq_len": args.seq_len,
-               "tokens_per_second": round(tokens / seconds), "step_seconds": round(seconds, 4),
-               "tflops_per_step": round(flops / 1e12, 2), "achieved_tflops": round(flops / seconds / 1e12, 1),
-               "mfu": round(flops / seconds / 1e12 / peak, 3), "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 1) if device == "cuda" else None,
-               "bf16_peak_tflops": round(peak)}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    for casts in args.lora_input_casts:
+        model, config = make_model(args.shape, device, peft_input_casts=casts == "peft")
+        trainable, total = model.get_nb_trainable_parameters()
+        print(f"{args.shape}: {total / 1e9:.2f} B parameters, {trainable / 1e6:.1f} M trainable (LoRA); LoRA inputs: "
+              f"{CASTS[casts]}", flush=True)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        for batch_size in args.batch_sizes:
+            if device == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            try:
+                seconds, flops = measure(model, optimizer, batch_of(batch_size, args.seq_len, config.vocab_size, device),
+                                         args.steps, device)
+            except torch.OutOfMemoryError:
+                print(f"batch {batch_size} x {args.seq_len}: out of memory; stopping here", flush=True)
+                break
+            tokens = batch_size * args.seq_len
+            row = {"gpu": name, "shape": args.shape, "lora_input_casts": casts, "batch": batch_size,
+                   "seq_len": args.seq_len, "tokens_per_second": round(tokens / seconds), "step_seconds": round(seconds, 4),
+                   "tflops_per_step": round(flops / 1e12, 2), "achieved_tflops": round(flops / seconds / 1e12, 1),
+                   "mfu": round(flops / seconds / 1e12 / peak, 3),
+                   "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 1) if device == "cuda" else None,
+                   "bf16_peak_tflops": round(peak)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        del model, optimizer
     if rows:
         best = max(rows, key=lambda r: r["tokens_per_second"])
-        print(f"best: batch {best['batch']} x {best['seq_len']}: {best['tokens_per_second']:,} tokens/s, "
+        print(f"best: batch {best['batch']} x {best['seq_len']}, LoRA inputs {best['lora_input_casts']}: {best['tokens_per_second']:,} tokens/s, "
               f"MFU {best['mfu']:.1%} of the measured bf16 peak, peak memory {best['peak_memory_gb']} GB")
     return 0
 

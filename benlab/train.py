@@ -194,6 +194,18 @@ REPLAY_FILE = "general_replay.jsonl"
 REPLAY_TOKENS = 80
 
 
+def skip_lora_input_casts(model) -> int:
+    """Stop PEFT casting each LoRA layer's input to the fp32 adapter weights. Under autocast the product runs in
+    bf16/fp16 whatever the input, so that cast only copied the activations twice (to fp32, then back for the matmul)
+    in every adapted layer, forward and backward; the result is bit for bit the same. Returns the layers changed."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [module for module in model.modules() if isinstance(module, BaseTunerLayer)]
+    for layer in layers:
+        layer.cast_input_dtype_enabled = False
+    return len(layers)
+
+
 def general_replay(model, tokenizer, count: int, output: Path) -> list[list[dict]]:
     """The base model's own greedy answers to everyday prompts (benlab/general.py), under the training system
     prompt: training on them keeps the adapter from moving the model where the lab data says nothing. (Answers
@@ -407,6 +419,8 @@ def train(config: TrainConfig) -> dict:
         model = get_peft_model(model, lora)
     except ValueError as error:
         raise BenLabError(f"--target-modules {','.join(config.target_modules)}: {error}") from None
+    if precision != "fp32":  # bf16/fp16 train under autocast (TrainingArguments' bf16/fp16 flags)
+        skip_lora_input_casts(model)
     trainable, total = model.get_nb_trainable_parameters()
     say(f"[lora] r={config.lora_r} alpha={config.lora_alpha} on {','.join(config.target_modules)}: "
         f"{trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")

@@ -226,3 +226,32 @@ def test_an_oversized_sample_is_skipped_unread_with_its_line(tiny_llama, lab_dat
     err = capsys.readouterr().err
     assert f"{data} line 4: a sample of {len(huge):,} characters" in err
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["train_samples"] == 8
+
+
+def test_skipping_the_lora_input_casts_changes_nothing_under_autocast(tiny_llama):
+    """A bf16 base with fp32 LoRA weights, as training runs: the same loss and LoRA gradients bit for bit with and
+    without PEFT's input casts (which only cost time and memory), and every LoRA layer is switched."""
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    ids = torch.randint(0, 300, (2, 24), generator=torch.Generator().manual_seed(0))
+    labels = ids.clone()
+    labels[:, :12] = -100
+    results = []
+    for skip in (False, True):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.bfloat16)
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=train.DEFAULT_TARGETS,
+                                                 init_lora_weights=False))
+        assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+        if skip:
+            assert train.skip_lora_input_casts(model) == 2 * len(train.DEFAULT_TARGETS)
+            layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+            assert layers and not any(getattr(m, "cast_input_dtype_enabled", True) for m in layers)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = train.answer_only_loss(model, {"input_ids": ids, "labels": labels})
+        loss.backward()
+        results.append((loss.detach(), [p.grad for p in model.parameters() if p.requires_grad]))
+    (loss_cast, grads_cast), (loss_skip, grads_skip) = results
+    assert torch.equal(loss_cast, loss_skip)
+    assert all(torch.equal(a, b) for a, b in zip(grads_cast, grads_skip))
