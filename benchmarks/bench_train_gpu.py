@@ -13,6 +13,8 @@ import argparse
 import json
 import time
 
+from benchmarks.matmul_peak import matmul_peak_tflops
+
 SHAPES = {  # the configurations' numbers (config.json of each model); weights are random
     "llama-3.2-1b": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
                          num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=131072,
@@ -34,36 +36,17 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bf16_peak_tflops(device: str, size: int = 8192, seconds: float = 1.0) -> float:
-    import torch
-
-    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
-    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    sync(device)
-    repeats, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(10):
-            a @ b
-        sync(device)
-        repeats += 10
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e12
-
-
 def make_model(shape: str, device: str, peft_input_casts: bool = False):
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from benlab.train import TrainConfig, skip_lora_input_casts
+    from benlab.train import TrainConfig, lora_config, skip_lora_input_casts
 
     torch.manual_seed(0)
     config = LlamaConfig(**SHAPES[shape], attn_implementation="sdpa")
     model = LlamaForCausalLM(config).to(device=device, dtype=torch.bfloat16)
-    defaults = TrainConfig()
-    model = get_peft_model(model, LoraConfig(r=defaults.lora_r, lora_alpha=defaults.lora_alpha, lora_dropout=0.0,
-                                             target_modules=defaults.target_modules, task_type="CAUSAL_LM"))
+    model = get_peft_model(model, lora_config(TrainConfig()))
     if not peft_input_casts:  # as finetune_ben_lab.py trains under autocast
         skip_lora_input_casts(model)
     return model, config
@@ -139,7 +122,7 @@ def main(argv=None) -> int:
         print("error: no CUDA GPU here; this benchmark measures a GPU (bench_train.py measures the CPU)")
         return 2
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
-    peak = bf16_peak_tflops(device, 8192 if device == "cuda" else 512)
+    peak = matmul_peak_tflops(device, "bfloat16", 8192 if device == "cuda" else 512)
     print(f"{name}: measured bf16 peak {peak:.1f} TFLOP/s (square bf16 products, >= 1 s)", flush=True)
     rows = []
     for casts in args.lora_input_casts:

@@ -56,6 +56,12 @@ MUTATIONS = [
      "tests/test_datagen.py"),
     ("probe answers matched as substrings of longer numbers", "benlab/skills.py",
      "rf\"(?<![\\w.]){re.escape(a)}(?![\\w]|\\.\\d)\"", "re.escape(a)", "tests/test_skills.py"),
+    ("Gemma's norms converted without the + 1", "benlab/hf_to_gguf.py",
+     "            data = data + 1", "            data = data", "tests/test_llama_cpp.py"),
+    ("combined adapters ignore their weights", "benlab/export.py",
+     "b * (weight * adapter.alpha / adapter.rank)", "b * (adapter.alpha / adapter.rank)", "tests/test_llama_cpp.py"),
+    ("the adapter's q/k rows are not permuted for llama", "benlab/export.py",
+     "b = permute_rows(b, adapter.n_head)", "b = b", "tests/test_llama_cpp.py"),
 ]
 
 

@@ -55,18 +55,16 @@ def walkthrough(args) -> None:
 
 def lora_size(base_model: str | None) -> None:
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
     from benlab.models import load_model, resolve
-    from benlab.train import TrainConfig
+    from benlab.train import TrainConfig, adapted_modules, lora_config
 
     base = resolve(base_model)
     config = TrainConfig()
-    model = get_peft_model(load_model(base, torch.float32),
-                           LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules=config.target_modules,
-                                      task_type="CAUSAL_LM"))
+    model = get_peft_model(load_model(base, torch.float32), lora_config(config))
     trainable, total = model.get_nb_trainable_parameters()
-    print(f"      {base.name}: {total:,} parameters; LoRA r={config.lora_r} on {', '.join(config.target_modules)} "
+    print(f"      {base.name}: {total:,} parameters; LoRA r={config.lora_r} on {adapted_modules(model)} "
           f"trains {trainable:,} of them ({100 * trainable / total:.2f}%)")
 
 

@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from benlab import export, ollama, samples
+from benlab import export, hf_to_gguf, ollama, samples
 from benlab.common import BenLabError, atomic_write, ensure_writable_dir
 from benlab.prompts import SYSTEM_PROMPT
 
@@ -43,7 +43,7 @@ def trained_base(adapter_dir: Path) -> dict:
 
 def base_gguf_for(adapter_dir: Path, out_dir: Path, override: str | None) -> Path:
     """The GGUF of the model the adapter was trained on: given, the GGUF it was trained from, or a conversion of
-    its local Hugging Face weights (llama architecture)."""
+    its local Hugging Face weights (benlab/hf_to_gguf.py)."""
     if override:
         return Path(override)
     base = trained_base(adapter_dir)
@@ -60,7 +60,7 @@ def base_gguf_for(adapter_dir: Path, out_dir: Path, override: str | None) -> Pat
     converted = out_dir / "ben-lab-base.gguf"
     if not converted.exists() or converted.stat().st_mtime < (model_dir / "config.json").stat().st_mtime:
         print(f"[gguf] converting the base model {model_dir} to {converted}", flush=True)
-        export.convert_hf_llama(model_dir, converted)
+        hf_to_gguf.convert_hf_model(model_dir, converted)
     return converted
 
 
@@ -103,7 +103,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Turn the trained LoRA adapter into GGUF files (adapter and merged model), write the Modelfile "
         "and register the model in Ollama as ben-lab; without Ollama, print the commands to run later.",
     )
-    parser.add_argument("--adapter-dir", type=Path, default=Path("ben-lab-lora"), help="PEFT adapter (default %(default)s)")
+    parser.add_argument("--adapter-dir", type=Path, action="append", dest="adapter_dirs",
+                        help="PEFT adapter (default ben-lab-lora); give it several times to combine adapters trained on "
+                             "the same base into one")
+    parser.add_argument("--weights", type=float, nargs="+", default=None,
+                        help="one weight per --adapter-dir, e.g. --weights 0.7 0.3 (default: 1 each)")
     parser.add_argument("--out-dir", type=Path, default=Path("."), help="where the GGUF files and Modelfile go (default: here)")
     parser.add_argument("--base-gguf", default=None, help="GGUF of the base model (default: found from the training run)")
     parser.add_argument("--outtype", choices=export.OUTPUT_TYPES, default="f16", help="adapter tensor type (default %(default)s)")
@@ -116,20 +120,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="gguf: write the GGUF files; install: Modelfile, Ollama and the llama.cpp check; all: both")
     parser.add_argument("--skip-ollama", action="store_true", help="do not call ollama, even if it is installed")
     parser.add_argument("--skip-llama-cpp", action="store_true", help="do not load the result in llama.cpp")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.adapter_dirs = args.adapter_dirs or [Path("ben-lab-lora")]
+    if args.weights is not None and len(args.weights) != len(args.adapter_dirs):
+        parser.error(f"--weights gives {len(args.weights)} numbers for {len(args.adapter_dirs)} --adapter-dir; give one "
+                     "weight per adapter")
+    return args
 
 
 def write_gguf(args, out_dir: Path) -> Path:
     """The adapter and merged GGUF files; returns the base GGUF they were built against."""
     started = time.perf_counter()
-    base_gguf = base_gguf_for(args.adapter_dir, out_dir, args.base_gguf)
+    adapter = export.load_adapters(args.adapter_dirs, args.weights)  # checks that several share one base, first
+    if adapter.sources > 1:
+        weights = args.weights or [1.0] * adapter.sources
+        print(f"[gguf] combining {adapter.sources} adapters at weights {', '.join(f'{w:g}' for w in weights)} into one "
+              f"(rank {adapter.rank}: the ranks side by side)", flush=True)
+    base_gguf = base_gguf_for(args.adapter_dirs[0], out_dir, args.base_gguf)
     adapter_gguf, merged_gguf = out_dir / "ben-lab-adapter.gguf", out_dir / "ben-lab.gguf"
-    info = export.write_adapter_gguf(args.adapter_dir, adapter_gguf, args.outtype, base_gguf)
+    info = export.write_adapter_gguf(adapter, adapter_gguf, args.outtype, base_gguf)
     print(f"[gguf] adapter: {adapter_gguf} ({info['tensors']} tensors, r={info['rank']}, alpha={info['alpha']:g}, "
           f"{args.outtype}) in {time.perf_counter() - started:.1f} s", flush=True)
     step = time.perf_counter()
-    merged = export.merge_into_gguf(args.adapter_dir, base_gguf, merged_gguf, args.merged_type,
-                                    chat_template_of(args.adapter_dir))
+    merged = export.merge_into_gguf(adapter, base_gguf, merged_gguf, args.merged_type,
+                                    chat_template_of(args.adapter_dirs[0]))
     print(f"[gguf] merged model: {merged_gguf} ({merged['merged_tensors']} tensors merged, "
           f"{merged['copied_tensors']} copied, {args.merged_type}) in {time.perf_counter() - step:.1f} s", flush=True)
     return base_gguf
@@ -140,7 +154,7 @@ def install(args, out_dir: Path, base_gguf: Path) -> None:
     adapter_gguf, merged_gguf = out_dir / "ben-lab-adapter.gguf", out_dir / "ben-lab.gguf"
     if not merged_gguf.is_file():
         raise BenLabError(f"{merged_gguf} not found; run the GGUF step first (export_ben_lab.py without --step install)")
-    template = chat_template_of(args.adapter_dir)
+    template = chat_template_of(args.adapter_dirs[0])
     found = None if args.skip_ollama else ollama.find_ollama()
     mode = ollama.choose_mode(args.ollama_mode, found)
     modelfile_path = out_dir / "Modelfile"
@@ -179,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.step in ("all", "gguf"):
         base_gguf = write_gguf(args, out_dir)
     else:
-        base_gguf = base_gguf_for(args.adapter_dir, out_dir, args.base_gguf)
+        base_gguf = base_gguf_for(args.adapter_dirs[0], out_dir, args.base_gguf)
     if args.step in ("all", "install"):
         install(args, out_dir, base_gguf)
     print(f"[done] export in {time.perf_counter() - started:.1f} s")

@@ -7,7 +7,8 @@
 
 llama.cpp stores the q and k projections of llama-architecture models with their rows permuted for its rotary
 embedding (convert_hf_to_gguf's LlamaModel.permute). The adapter's lora_b, which lives in the output space, gets the
-same permutation, so B @ A lines up with the base tensors.
+same permutation, so B @ A lines up with the base tensors. Phi-3's fused qkv_proj and gate_up_proj are fused in
+llama.cpp too (attn_qkv, ffn_up), so their pairs convert as they are.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benlab.architectures import architecture, permute_rows
 from benlab.common import BenLabError
 
-# Hugging Face model_type -> gguf architecture (the ones llama.cpp can apply our adapters to).
-ARCHITECTURES = {"llama": "LLAMA", "gemma3": "GEMMA3", "gemma3_text": "GEMMA3"}
 OUTPUT_TYPES = ("f32", "f16", "bf16")
 MERGED_TYPES = ("f16", "q8_0")
 
@@ -37,6 +37,8 @@ class Adapter:
     n_head_kv: int
     n_layers: int
     pairs: dict[str, tuple[np.ndarray, np.ndarray]]  # HF weight name -> (A (r, in), B (out, r)), float32
+    base_model: dict | None = None  # what it was trained on (metrics.json's base_model): adapters combine on one base
+    sources: int = 1  # how many adapters were combined into this one
 
 
 def damaged_adapter(path: Path, problem: str) -> BenLabError:
@@ -92,7 +94,8 @@ def load_adapter(adapter_dir: Path) -> Adapter:
         raise BenLabError(f"{adapter_dir}: {wrong_rank[0]} has rank {pairs[wrong_rank[0]][0].shape[0]}, but "
                           f"adapter_config.json says r={rank}; the adapter's files do not belong together, retrain")
     targets = config.get("target_modules")  # a list of names (a string would be a regular expression)
-    unused = sorted(t for t in targets if not any(m.endswith(f".{t}.weight") for m in pairs)) if isinstance(targets, list) else []
+    # Names are suffixes (q_proj) or, where PEFT resolved all-linear on a small model, whole paths.
+    unused = sorted(t for t in targets if not any(f".{m}".endswith(f".{t}.weight") for m in pairs)) if isinstance(targets, list) else []
     if unused:
         raise BenLabError(f"{adapter_dir}: target_modules names {', '.join(unused)}, but the adapter has no weights "
                           "for it (a module this model does not have?); retrain with --target-modules the model has")
@@ -105,7 +108,52 @@ def load_adapter(adapter_dir: Path) -> Adapter:
         n_head_kv=base.get("num_key_value_heads") or base["num_attention_heads"],
         n_layers=base["num_hidden_layers"],
         pairs={m: (a, b) for m, (a, b) in pairs.items()},
+        base_model=json.loads((adapter_dir / "metrics.json").read_text()).get("base_model"),
     )
+
+
+def load_adapters(adapter_dirs: list[Path], weights: list[float] | None = None) -> Adapter:
+    """One adapter, or several combined into one that applies their weighted sum (sum of w * alpha/r * B @ A):
+    the A matrices stacked along the rank, each B scaled by w * alpha/r and set side by side, alpha = the summed
+    rank so that llama.cpp's alpha/r is 1. Ranks and adapted layers may differ (a layer one adapter leaves alone gets
+    zeros in its slot); the base model may not."""
+    weights = [1.0] * len(adapter_dirs) if weights is None else weights
+    if len(weights) != len(adapter_dirs):
+        raise BenLabError(f"--weights gives {len(weights)} numbers for {len(adapter_dirs)} adapters; give one weight per "
+                          "--adapter-dir")
+    if not all(np.isfinite(w) for w in weights):
+        raise BenLabError(f"--weights {' '.join(map(str, weights))}: every weight must be a finite number, e.g. 0.7 0.3")
+    adapters = [load_adapter(d) for d in adapter_dirs]
+    if len(adapters) == 1 and weights[0] == 1.0:
+        return adapters[0]
+    first = adapters[0]
+    for path, other in zip(adapter_dirs[1:], adapters[1:]):
+        same_shape = (other.base_model_type, other.n_head, other.n_head_kv, other.n_layers) == \
+                     (first.base_model_type, first.n_head, first.n_head_kv, first.n_layers)
+        trained_on = lambda a: (a.base_model or {}).get("name")  # noqa: E731
+        where = lambda a: ((a.base_model or {}).get("path"), (a.base_model or {}).get("gguf_file"))  # noqa: E731
+        if not same_shape or where(other) != where(first):
+            raise BenLabError(f"--adapter-dir {path} was trained on {trained_on(other)} ({other.base_model_type}, "
+                              f"{other.n_layers} layers), {adapter_dirs[0]} on {trained_on(first)} ({first.base_model_type}, "
+                              f"{first.n_layers} layers); adapters combine only when trained on the same base model")
+    shapes = {}
+    for adapter in adapters:
+        for module, (a, b) in adapter.pairs.items():
+            if shapes.setdefault(module, (a.shape[1], b.shape[0])) != (a.shape[1], b.shape[0]):
+                raise BenLabError(f"{module} has different shapes in the adapters; they were not trained on one base model")
+    pairs = {}
+    for module, (n_in, n_out) in sorted(shapes.items()):
+        stacked_a, side_by_side_b = [], []
+        for adapter, weight in zip(adapters, weights):
+            a, b = adapter.pairs.get(module, (np.zeros((adapter.rank, n_in), np.float32),
+                                              np.zeros((n_out, adapter.rank), np.float32)))
+            stacked_a.append(a)
+            side_by_side_b.append(b * (weight * adapter.alpha / adapter.rank))
+        pairs[module] = (np.vstack(stacked_a), np.hstack(side_by_side_b).astype(np.float32))
+    rank = sum(adapter.rank for adapter in adapters)
+    return Adapter(rank=rank, alpha=float(rank), base_model_type=first.base_model_type, n_head=first.n_head,
+                   n_head_kv=first.n_head_kv, n_layers=first.n_layers, pairs=pairs, base_model=first.base_model,
+                   sources=len(adapters))
 
 
 def base_config(adapter_dir: Path) -> dict:
@@ -118,20 +166,12 @@ def base_config(adapter_dir: Path) -> dict:
     raise BenLabError(f"{adapter_dir}/metrics.json has no model_config; retrain with this version of finetune_ben_lab.py")
 
 
-def permute_rows(weights: np.ndarray, n_head: int) -> np.ndarray:
-    """llama.cpp's rotary row order for q/k (convert_hf_to_gguf LlamaModel.permute), on the output axis."""
-    out = weights.shape[0]
-    return weights.reshape(n_head, 2, out // n_head // 2, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
-
-
 def gguf_pairs(adapter: Adapter) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """GGUF base tensor name -> (A, B) with B permuted where llama.cpp permuted the base."""
     import gguf
 
-    if adapter.base_model_type not in ARCHITECTURES:
-        raise BenLabError(f"base model type {adapter.base_model_type!r} is not supported for GGUF export "
-                          f"(supported: {', '.join(sorted(ARCHITECTURES))})")
-    arch = gguf.MODEL_ARCH[ARCHITECTURES[adapter.base_model_type]]
+    family = architecture(adapter.base_model_type)
+    arch = gguf.MODEL_ARCH[family.gguf_arch]
     names = gguf.get_tensor_name_map(arch, adapter.n_layers)
     converted = {}
     for hf_name, (a, b) in adapter.pairs.items():
@@ -139,9 +179,9 @@ def gguf_pairs(adapter: Adapter) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if name is None:
             raise BenLabError(f"no GGUF name for {hf_name} in gguf's {arch.name} tensor map")
         name = name.removesuffix(".weight")
-        if arch == gguf.MODEL_ARCH.LLAMA and hf_name.endswith("self_attn.q_proj.weight"):
+        if family.rotary_permuted and hf_name.endswith("self_attn.q_proj.weight"):
             b = permute_rows(b, adapter.n_head)
-        elif arch == gguf.MODEL_ARCH.LLAMA and hf_name.endswith("self_attn.k_proj.weight"):
+        elif family.rotary_permuted and hf_name.endswith("self_attn.k_proj.weight"):
             b = permute_rows(b, adapter.n_head_kv)
         converted[name] = (a, b)
     return converted
@@ -150,7 +190,7 @@ def gguf_pairs(adapter: Adapter) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def arch_name(adapter: Adapter) -> str:
     import gguf
 
-    return gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH[ARCHITECTURES[adapter.base_model_type]]]
+    return gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH[architecture(adapter.base_model_type).gguf_arch]]
 
 
 def read_base(base_gguf: Path):
@@ -214,13 +254,13 @@ def finish(writer, tmp: Path, out: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_adapter_gguf(adapter_dir: Path, out: Path, out_type: str = "f16", base_gguf: Path | None = None) -> dict:
-    """Convert the PEFT adapter in `adapter_dir` to a GGUF LoRA adapter at `out` (written atomically)."""
+def write_adapter_gguf(adapter: Adapter | Path, out: Path, out_type: str = "f16", base_gguf: Path | None = None) -> dict:
+    """Write the adapter (or the PEFT adapter folder) as a GGUF LoRA adapter at `out` (atomically)."""
     import gguf
 
     if out_type not in OUTPUT_TYPES:
         raise BenLabError(f"--outtype {out_type}: use one of {', '.join(OUTPUT_TYPES)}")
-    adapter = load_adapter(adapter_dir)
+    adapter = adapter if isinstance(adapter, Adapter) else load_adapter(adapter)
     pairs = gguf_pairs(adapter)
     if base_gguf is not None:
         check_base(read_base(base_gguf), adapter, pairs, base_gguf)
@@ -241,7 +281,7 @@ def write_adapter_gguf(adapter_dir: Path, out: Path, out_type: str = "f16", base
     return {"tensors": 2 * len(pairs), "rank": adapter.rank, "alpha": adapter.alpha, "type": out_type}
 
 
-def merge_into_gguf(adapter_dir: Path, base_gguf: Path, out: Path, out_type: str = "f16",
+def merge_into_gguf(adapter: Adapter | Path, base_gguf: Path, out: Path, out_type: str = "f16",
                     chat_template: str | None = None) -> dict:
     """Write base + alpha/r * B @ A as one GGUF. Adapted tensors are dequantized, merged and stored as `out_type`;
     every other tensor keeps its bytes and type; every metadata key is copied."""
@@ -249,7 +289,7 @@ def merge_into_gguf(adapter_dir: Path, base_gguf: Path, out: Path, out_type: str
 
     if out_type not in MERGED_TYPES:
         raise BenLabError(f"--merged-type {out_type}: use one of {', '.join(MERGED_TYPES)}")
-    adapter = load_adapter(adapter_dir)
+    adapter = adapter if isinstance(adapter, Adapter) else load_adapter(adapter)
     pairs = gguf_pairs(adapter)
     reader = read_base(base_gguf)
     check_base(reader, adapter, pairs, base_gguf)
@@ -280,88 +320,3 @@ def merge_into_gguf(adapter_dir: Path, base_gguf: Path, out: Path, out_type: str
         merged += 1
     finish(writer, tmp, out)
     return {"merged_tensors": merged, "copied_tensors": len(reader.tensors) - merged, "type": out_type}
-
-
-def convert_hf_llama(model_dir: Path, out: Path, out_type: str = "f16") -> dict:
-    """A local Hugging Face llama-architecture model (weights, BPE tokenizer, chat template) as a base GGUF, for
-    bases that did not come as GGUF. Written the way llama.cpp's converter writes llama models."""
-    import gguf
-    from safetensors.numpy import load_file
-    from transformers import AutoTokenizer
-
-    config = json.loads((model_dir / "config.json").read_text())
-    if config.get("model_type") != "llama":
-        raise BenLabError(f"{model_dir}: only llama-architecture models can be converted here (this is "
-                          f"{config.get('model_type')}); give its GGUF file with --base-gguf instead")
-    files = sorted(model_dir.glob("*.safetensors"))
-    if not files:
-        raise BenLabError(f"{model_dir}: no .safetensors weights to convert")
-    weights = {}
-    for file in files:
-        weights.update(load_file(str(file)))
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    n_layers, n_head = config["num_hidden_layers"], config["num_attention_heads"]
-    n_head_kv = config.get("num_key_value_heads") or n_head
-    rope = config.get("rope_parameters") or {}
-    rope_theta = rope.get("rope_theta", config.get("rope_theta", 10000.0))
-    head_dim = config.get("head_dim") or config["hidden_size"] // n_head
-    tmp = out.with_name(f".{out.name}.tmp")
-    writer = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
-    writer.add_name(model_dir.name)
-    writer.add_context_length(config.get("max_position_embeddings", 2048))
-    writer.add_embedding_length(config["hidden_size"])
-    writer.add_block_count(n_layers)
-    writer.add_feed_forward_length(config["intermediate_size"])
-    writer.add_head_count(n_head)
-    writer.add_head_count_kv(n_head_kv)
-    writer.add_rope_freq_base(float(rope_theta))
-    writer.add_rope_dimension_count(head_dim)
-    writer.add_layer_norm_rms_eps(float(config.get("rms_norm_eps", 1e-5)))
-    writer.add_vocab_size(len(tokenizer))
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if out_type == "f16" else gguf.LlamaFileType.ALL_F32)
-    add_bpe_tokenizer(writer, tokenizer, model_dir)
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, n_layers)
-    for hf_name, tensor in sorted(weights.items()):
-        name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
-        if name is None:
-            raise BenLabError(f"{model_dir}: no GGUF name for tensor {hf_name}")
-        data = tensor.astype(np.float32)
-        if hf_name.endswith("self_attn.q_proj.weight"):
-            data = permute_rows(data, n_head)
-        elif hf_name.endswith("self_attn.k_proj.weight"):
-            data = permute_rows(data, n_head_kv)
-        # Norms and other vectors stay f32, as llama.cpp's converter keeps them.
-        if out_type == "f16" and data.ndim == 2:
-            data = data.astype(np.float16)
-        writer.add_tensor(name, data)
-    finish(writer, tmp, out)
-    return {"tensors": len(weights), "type": out_type}
-
-
-def add_bpe_tokenizer(writer, tokenizer, model_dir: Path) -> None:
-    """A byte-level BPE tokenizer ('gpt2' in llama.cpp's terms): tokens, their types, merges, special ids, template."""
-    import gguf
-
-    model = json.loads((model_dir / "tokenizer.json").read_text())["model"]
-    if model.get("type") != "BPE":
-        raise BenLabError(f"{model_dir}: only byte-level BPE tokenizers can be converted here (found {model.get('type')})")
-    vocab = tokenizer.get_vocab()
-    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
-    tokens = [None] * len(tokenizer)
-    for token, index in vocab.items():
-        if index < len(tokens):
-            tokens[index] = token
-    types = [gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL for i in range(len(tokens))]
-    writer.add_tokenizer_model("gpt2")
-    # Llama 3's pre-tokenizer regex has its own name in llama.cpp; anything else gets the default byte-level split.
-    writer.add_tokenizer_pre("llama-bpe" if "<|begin_of_text|>" in vocab else "default")
-    writer.add_token_list([t if t is not None else f"[PAD{i}]" for i, t in enumerate(tokens)])
-    writer.add_token_types(types)
-    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in model["merges"]])
-    for setter, token_id in ((writer.add_bos_token_id, tokenizer.bos_token_id), (writer.add_eos_token_id, tokenizer.eos_token_id),
-                             (writer.add_pad_token_id, tokenizer.pad_token_id)):
-        if token_id is not None:
-            setter(token_id)
-    writer.add_add_bos_token(False)
-    if tokenizer.chat_template:
-        writer.add_chat_template(tokenizer.chat_template)

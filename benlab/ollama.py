@@ -37,6 +37,12 @@ GO_TEMPLATES = {
         '<|start_header_id|>assistant<|end_header_id|>\n\n{{ else if eq .Role "assistant" }}{{ .Content }}<|eot_id|>{{ end }}{{ end }}',
         ["<|eot_id|>"],
     ),
+    "phi3": (
+        '{{ if .System }}<|system|>\n{{ .System }}<|end|>\n{{ end }}'
+        '{{ range .Messages }}{{ if eq .Role "user" }}<|user|>\n{{ .Content }}<|end|>\n<|assistant|>\n'
+        '{{ else if eq .Role "assistant" }}{{ .Content }}<|end|>\n{{ end }}{{ end }}',
+        ["<|end|>", "<|user|>", "<|assistant|>"],
+    ),
 }
 
 
@@ -47,7 +53,10 @@ def template_family(chat_template: str) -> str:
         return "gemma"
     if "<|start_header_id|>" in chat_template:
         return "llama3"
-    raise BenLabError("unknown chat template family (not ChatML, Gemma or Llama 3); write the Modelfile TEMPLATE by hand")
+    if "<|assistant|>" in chat_template and "<|end|>" in chat_template:
+        return "phi3"
+    raise BenLabError("unknown chat template family (not ChatML, Gemma, Llama 3 or Phi-3); write the Modelfile "
+                      "TEMPLATE by hand")
 
 
 def quoted(text: str) -> str:

@@ -33,7 +33,9 @@ from benlab.prompts import SYSTEM_PROMPT
 DEFAULT_DATA = ("data/lab_instructions.jsonl", "data/lab_doc_instructions.jsonl")  # the lab's runs, then its docs
 MAX_CHARS_PER_TOKEN = 16  # JSON escapes included, no tokenizer here packs more characters into a token
 MAX_EVAL_SAMPLES = 32  # held-out loss during training; evaluate_ben_lab.py scores the whole held-out file
-DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# PEFT's "all-linear": every linear layer but the output head, whatever the architecture calls them (q/k/v/o and
+# gate/up/down for llama, qwen and gemma; Phi-3's fused qkv_proj and gate_up_proj).
+ALL_LINEAR = "all-linear"
 
 
 @dataclass
@@ -55,7 +57,7 @@ class TrainConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0  # dropout would copy every adapted layer's input: memory and time for little gain
-    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
+    target_modules: list[str] = field(default_factory=lambda: [ALL_LINEAR])
     # Lab-loop conversations carry the lab's raw JSON: a /replay_drift result alone is ~900 tokens.
     max_seq_len: int = 1536
     general_replay: int = len(REPLAY_PROMPTS)
@@ -192,6 +194,19 @@ def answer_only_loss(model, inputs: dict, num_items_in_batch=None):
 
 REPLAY_FILE = "general_replay.jsonl"
 REPLAY_TOKENS = 80
+
+
+def lora_config(config: TrainConfig):
+    from peft import LoraConfig
+
+    targets = ALL_LINEAR if config.target_modules == [ALL_LINEAR] else config.target_modules
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=targets, task_type="CAUSAL_LM", bias="none")
+
+
+def adapted_modules(model) -> str:
+    """The kinds of layer LoRA adapts (all-linear resolved for this architecture: q_proj, ..., or qkv_proj, ...)."""
+    return ",".join(sorted({name.rsplit(".", 1)[-1] for name in model.peft_config["default"].target_modules}))
 
 
 def skip_lora_input_casts(model) -> int:
@@ -360,7 +375,7 @@ def plot_losses(history: list[dict], path: Path) -> None:
 def train(config: TrainConfig) -> dict:
     import torch
     from accelerate import PartialState
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     from transformers import TrainingArguments, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -413,16 +428,14 @@ def train(config: TrainConfig) -> dict:
         + (f", {dropped} dropped: longer than --max-seq-len" if dropped else "")
         + (f"; {len(eval_set)} held-out" if eval_set is not None else ""))
 
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=config.target_modules, task_type="CAUSAL_LM", bias="none")
     try:
-        model = get_peft_model(model, lora)
+        model = get_peft_model(model, lora_config(config))
     except ValueError as error:
         raise BenLabError(f"--target-modules {','.join(config.target_modules)}: {error}") from None
     if precision != "fp32":  # bf16/fp16 train under autocast (TrainingArguments' bf16/fp16 flags)
         skip_lora_input_casts(model)
     trainable, total = model.get_nb_trainable_parameters()
-    say(f"[lora] r={config.lora_r} alpha={config.lora_alpha} on {','.join(config.target_modules)}: "
+    say(f"[lora] r={config.lora_r} alpha={config.lora_alpha} on {adapted_modules(model)}: "
         f"{trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -542,7 +555,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     parser.add_argument("--lora-r", type=int, default=defaults.lora_r, help="LoRA rank (default %(default)s)")
     parser.add_argument("--lora-alpha", type=int, default=defaults.lora_alpha, help="LoRA alpha (default %(default)s)")
     parser.add_argument("--lora-dropout", type=float, default=defaults.lora_dropout, help="LoRA dropout (default %(default)s)")
-    parser.add_argument("--target-modules", default=",".join(defaults.target_modules), help="comma-separated module names (default %(default)s)")
+    parser.add_argument("--target-modules", default=",".join(defaults.target_modules), help="comma-separated module names, or all-linear: every linear layer but the output head, for any architecture (default %(default)s)")
     parser.add_argument("--max-seq-len", type=int, default=defaults.max_seq_len, help="longest sample in tokens (default %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUTPUT_DIR/checkpoints")

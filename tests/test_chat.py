@@ -10,7 +10,7 @@ import pytest
 import requests
 from fastapi import FastAPI
 
-from benlab import chat, export, tools
+from benlab import chat, hf_to_gguf, tools
 from benlab.lab_client import LabClient
 from benlab.lab_server import free_port
 from tests.conftest import serve
@@ -149,7 +149,7 @@ def test_unreachable_lab_or_backend_is_one_line(lab_url, tmp_path):
 
 def test_once_on_llama_cpp_with_a_tiny_gguf(lab_url, tiny_llama, tmp_path):
     gguf_path = tmp_path / "tiny.gguf"
-    export.convert_hf_llama(tiny_llama, gguf_path, "f32")
+    hf_to_gguf.convert_hf_model(tiny_llama, gguf_path, "f32")
     result = cli("--once", "Which phase has string order?", "--json", "--backend", "llama-cpp", "--gguf",
                  str(gguf_path), "--api-url", lab_url)
     assert result.returncode == 0, result.stderr
@@ -159,7 +159,7 @@ def test_once_on_llama_cpp_with_a_tiny_gguf(lab_url, tiny_llama, tmp_path):
 
 def test_a_conversation_longer_than_the_context_is_one_line(lab_url, tiny_llama, tmp_path):
     gguf_path = tmp_path / "tiny.gguf"
-    export.convert_hf_llama(tiny_llama, gguf_path, "f32")
+    hf_to_gguf.convert_hf_model(tiny_llama, gguf_path, "f32")
     result = cli("--once", "phase " * 9000, "--backend", "llama-cpp", "--gguf", str(gguf_path), "--api-url", lab_url)
     assert result.returncode == 2 and "no longer fits" in result.stderr and "Traceback" not in result.stderr
 
@@ -190,7 +190,7 @@ def test_questions_file_answers_each_line_in_a_chat_of_its_own(lab_url, stand_in
 
 def test_a_question_that_outgrows_the_context_does_not_stop_the_others(lab_url, tiny_llama, tmp_path):
     gguf_path = tmp_path / "tiny.gguf"
-    export.convert_hf_llama(tiny_llama, gguf_path, "f32")
+    hf_to_gguf.convert_hf_model(tiny_llama, gguf_path, "f32")
     asked = tmp_path / "questions.txt"
     asked.write_text("phase " * 9000 + "\nWhich phase has string order?\n")
     result = cli("--questions", str(asked), "--json", "--backend", "llama-cpp", "--gguf", str(gguf_path),

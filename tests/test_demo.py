@@ -1,6 +1,6 @@
 """The demo: the walkthrough runs straight through; --chat answers through llama.cpp without Ollama."""
 
-from benlab import demo, export
+from benlab import demo, hf_to_gguf
 from benlab.common import run_main
 
 
@@ -16,7 +16,7 @@ def test_chat_through_llama_cpp(tiny_llama, tmp_path, monkeypatch, capsys):
     import io
 
     model = tmp_path / "ben-lab.gguf"
-    export.convert_hf_llama(tiny_llama, model, "f32")
+    hf_to_gguf.convert_hf_model(tiny_llama, model, "f32")
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no ollama
     monkeypatch.setattr("sys.stdin", io.StringIO("What is TRI?\nexit\n"))
     assert run_main(demo.main, ["--chat", "--gguf", str(model)]) == 0

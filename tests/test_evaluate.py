@@ -201,10 +201,10 @@ def test_a_cut_adapter_is_one_line(tiny_llama, lab_data, tmp_path, capsys):
 
 
 def test_lab_sessions_run_in_one_chat_process_and_a_broken_one_is_counted_failed(lab_url, tiny_llama, tmp_path):
-    from benlab import export
+    from benlab import hf_to_gguf
 
     gguf = tmp_path / "tiny.gguf"
-    export.convert_hf_llama(tiny_llama, gguf, "f32")
+    hf_to_gguf.convert_hf_model(tiny_llama, gguf, "f32")
     rows = [{"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": question}]}
             for question in ("phase " * 9000, "Run the cluster state.", "Which phase has string order?")]
     done = []

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from benlab import deploy, export, ollama
+from benlab import deploy, export, hf_to_gguf, ollama
 from benlab.common import run_main
 from benlab.prompts import SYSTEM_PROMPT
 from benlab import train
-from tests.conftest import build_tiny_llama
+from tests.conftest import build_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def adapter_dir(tiny_llama, lab_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def base_gguf(tiny_llama, tmp_path_factory):
     path = tmp_path_factory.mktemp("base") / "base.gguf"
-    export.convert_hf_llama(tiny_llama, path, "f32")
+    hf_to_gguf.convert_hf_model(tiny_llama, path, "f32")
     return path
 
 
@@ -100,9 +100,9 @@ def test_merged_gguf_adds_the_scaled_lora_and_copies_everything_else(adapter_dir
 
 
 def test_a_base_without_template_gets_the_trained_one(adapter_dir, tmp_path):
-    bare = build_tiny_llama(tmp_path / "bare", chat_template=None)
+    bare = build_tiny_model(tmp_path / "bare", chat_template=None)
     base = tmp_path / "bare.gguf"
-    export.convert_hf_llama(bare, base, "f32")
+    hf_to_gguf.convert_hf_model(bare, base, "f32")
     assert "tokenizer.chat_template" not in fields(base)[1]
     out = tmp_path / "merged.gguf"
     export.merge_into_gguf(adapter_dir, base, out, "f16", chat_template="TEMPLATE")
@@ -110,7 +110,7 @@ def test_a_base_without_template_gets_the_trained_one(adapter_dir, tmp_path):
 
 
 def test_mismatched_base_is_refused_and_nothing_is_written(adapter_dir, tmp_path):
-    other = build_tiny_llama(tmp_path / "other", seed=1)
+    other = build_tiny_model(tmp_path / "other", seed=1)
     config = json.loads((other / "config.json").read_text())
     config["num_hidden_layers"] = 1
     (other / "config.json").write_text(json.dumps(config))
@@ -118,7 +118,7 @@ def test_mismatched_base_is_refused_and_nothing_is_written(adapter_dir, tmp_path
 
     AutoModelForCausalLM.from_pretrained(other).save_pretrained(other)
     wrong = tmp_path / "wrong.gguf"
-    export.convert_hf_llama(other, wrong, "f32")
+    hf_to_gguf.convert_hf_model(other, wrong, "f32")
     with pytest.raises(export.BenLabError, match="layers"):
         export.merge_into_gguf(adapter_dir, wrong, tmp_path / "merged.gguf")
     assert not (tmp_path / "merged.gguf").exists() and not list(tmp_path.glob(".*tmp"))
@@ -281,3 +281,24 @@ def test_checked_in_modelfile_is_the_default_export():
 ])
 def test_the_install_check_is_judged(answer, verdict):
     assert deploy.check_verdict(answer).startswith(verdict)
+
+
+@pytest.mark.parametrize("model_type, change, needle", [
+    ("qwen2", lambda config, tok: config.update(rope_parameters={"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4}),
+     "rope type 'yarn' is not converted here"),
+    ("llama", lambda config, tok: tok["model"].update(byte_fallback=True), "SentencePiece-style"),
+    ("gemma3", lambda config, tok: config.update(text_config={}), "multimodal checkpoint"),
+    ("gemma3", lambda config, tok: config.update(query_pre_attn_scalar=256), "differs from what llama.cpp assumes"),
+    ("gemma3", lambda config, tok: config.update(layer_types=["full_attention"] * 6), "differs from what llama.cpp assumes"),
+])
+def test_conversions_llama_cpp_would_run_differently_are_refused(tmp_path, model_type, change, needle):
+    """What a plain conversion would get wrong is one line saying to use llama.cpp's converter, and no file."""
+    model = build_tiny_model(tmp_path / "model", model_type)
+    config, tokenizer = (json.loads((model / name).read_text()) for name in ("config.json", "tokenizer.json"))
+    change(config, tokenizer)
+    (model / "config.json").write_text(json.dumps(config))
+    (model / "tokenizer.json").write_text(json.dumps(tokenizer))
+    with pytest.raises(export.BenLabError, match=needle) as refused:
+        hf_to_gguf.convert_hf_model(model, tmp_path / "base.gguf")
+    assert "convert_hf_to_gguf.py" in str(refused.value) and "\n" not in str(refused.value)
+    assert list(tmp_path.glob("*.gguf")) == [] and list(tmp_path.glob(".*.tmp")) == []

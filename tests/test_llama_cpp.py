@@ -11,8 +11,8 @@ from llama_cpp import Llama
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from benlab import export
-from tests.conftest import build_tiny_llama
+from benlab import export, hf_to_gguf
+from tests.conftest import build_tiny_model
 
 TOKENS = [5, 17, 42, 99, 7, 230, 11, 64, 301, 2, 88, 150]
 BOUND = 1e-2
@@ -21,7 +21,23 @@ BOUND = 1e-2
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory):
     """Weights at the usual 0.02 scale, so logits are of the size real models produce."""
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny-cpp"), initializer_range=0.02)
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-cpp"), initializer_range=0.02)
+
+
+def strengthen(trained, base_dir, out):
+    """The trained adapter with random B matrices, so that it moves the logits a lot (metrics.json and the chat
+    template kept, as export_ben_lab.py reads them)."""
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), trained)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(0.5 * torch.randn(param.shape, generator=generator))
+    model.save_pretrained(out)
+    for name in ("metrics.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (trained / name).exists():
+            shutil.copy(trained / name, out / name)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +50,7 @@ def strong_adapter(tiny_llama, tmp_path_factory, lab_data):
     argv = ["--base-model", str(tiny_llama), "--data", str(lab_data[0]), "--output-dir", str(trained), "--max-steps", "1",
             "--batch-size", "2", "--grad-accum", "1", "--max-seq-len", "512", "--general-replay", "0"]
     assert run_main(train.main, argv) == 0
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama), trained)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(0.5 * torch.randn(param.shape, generator=generator))
-    out = tmp_path_factory.mktemp("strong")
-    model.save_pretrained(out)
-    shutil.copy(trained / "metrics.json", out / "metrics.json")
-    return out
+    return strengthen(trained, tiny_llama, tmp_path_factory.mktemp("strong"))
 
 
 ALL_MODULES = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
@@ -97,7 +104,7 @@ def cpp_logits(model_path, adapter=None):
 @pytest.mark.parametrize("out_type", ["f32", "f16"])
 def test_adapter_changes_logits_in_llama_cpp_as_in_peft(tiny_llama, strong_adapter, tmp_path, out_type):
     base = tmp_path / "base.gguf"
-    export.convert_hf_llama(tiny_llama, base, "f32")
+    hf_to_gguf.convert_hf_model(tiny_llama, base, "f32")
     adapter = tmp_path / "adapter.gguf"
     export.write_adapter_gguf(strong_adapter, adapter, out_type, base)
     peft_delta = hf_logits(tiny_llama, strong_adapter) - hf_logits(tiny_llama)
@@ -110,7 +117,7 @@ def test_adapter_changes_logits_in_llama_cpp_as_in_peft(tiny_llama, strong_adapt
 
 def test_merged_gguf_equals_base_plus_adapter(tiny_llama, strong_adapter, tmp_path):
     base = tmp_path / "base.gguf"
-    export.convert_hf_llama(tiny_llama, base, "f16")  # an f16 base, as real bases are, merged into f16
+    hf_to_gguf.convert_hf_model(tiny_llama, base, "f16")  # an f16 base, as real bases are, merged into f16
     adapter, merged = tmp_path / "adapter.gguf", tmp_path / "merged.gguf"
     export.write_adapter_gguf(strong_adapter, adapter, "f32", base)
     export.merge_into_gguf(strong_adapter, base, merged, "f16")
@@ -189,3 +196,162 @@ def test_merge_into_the_embedded_smollm2_q4_1_gguf_loads_in_llama_cpp(tmp_path):
     assert (zero.argmax(-1) == plain.argmax(-1)).mean() >= 0.75
     assert np.corrcoef(zero.ravel(), plain.ravel())[0, 1] > 0.99
     assert np.abs(moved - zero).max() > 1.0
+
+
+# ---------------------------------------------------------------- every supported architecture, the whole path
+
+@pytest.fixture(scope="module", params=["llama", "qwen2", "qwen3", "phi3", "gemma3"])
+def exported(request, lab_data, tmp_path_factory):
+    """finetune_ben_lab.py --base-model DIR on a tiny random model of the architecture, then export_ben_lab.py (which
+    converts the base to GGUF, writes the GGUF adapter, the merged GGUF and the Modelfile)."""
+    from benlab import deploy, train
+    from benlab.common import run_main
+
+    folder = tmp_path_factory.mktemp(request.param)
+    base = build_tiny_model(folder / "base", request.param, initializer_range=0.02)
+    argv = ["--base-model", str(base), "--data", str(lab_data[0]), "--output-dir", str(folder / "trained"),
+            "--max-steps", "1", "--batch-size", "2", "--max-seq-len", "512", "--general-replay", "0"]
+    assert run_main(train.main, argv) == 0
+    adapter = strengthen(folder / "trained", base, folder / "adapter")
+    out = folder / "export"
+    argv = ["--adapter-dir", str(adapter), "--out-dir", str(out), "--outtype", "f32", "--skip-ollama", "--skip-llama-cpp"]
+    assert run_main(deploy.main, argv) == 0
+    return request.param, base, adapter, out
+
+
+def test_each_architecture_converts_to_the_model_llama_cpp_runs(exported, tmp_path):
+    """Our HF -> GGUF conversion: llama.cpp computes the same logits as transformers on the f32 base."""
+    _, base, _, _ = exported
+    converted = tmp_path / "base.gguf"
+    hf_to_gguf.convert_hf_model(base, converted, "f32")
+    error = np.abs(cpp_logits(converted) - hf_logits(base)).max()
+    assert error <= BOUND, error
+
+
+def test_each_architectures_adapter_changes_logits_in_llama_cpp_as_in_peft(exported, tmp_path):
+    model_type, base, adapter, _ = exported
+    converted, adapter_gguf = tmp_path / "base.gguf", tmp_path / "adapter.gguf"
+    hf_to_gguf.convert_hf_model(base, converted, "f32")
+    info = export.write_adapter_gguf(adapter, adapter_gguf, "f32", converted)
+    fused = model_type == "phi3"  # qkv_proj and gate_up_proj: 4 adapted matrices a layer instead of 7
+    assert info["tensors"] == 2 * (4 if fused else 7) * AutoModelForCausalLM.from_pretrained(base).config.num_hidden_layers
+    peft_delta = hf_logits(base, adapter) - hf_logits(base)
+    assert np.abs(peft_delta).max() > 0.5  # the adapter really moves the logits
+    error = np.abs((cpp_logits(converted, adapter_gguf) - cpp_logits(converted)) - peft_delta).max()
+    assert error <= BOUND, error
+
+
+def test_each_architectures_merged_gguf_equals_base_plus_adapter(exported):
+    """The files export_ben_lab.py wrote: f16 base, f32 adapter, f16 merged model, and the family's Modelfile."""
+    model_type, _, _, out = exported
+    with_adapter = cpp_logits(out / "ben-lab-base.gguf", out / "ben-lab-adapter.gguf")
+    merged = cpp_logits(out / "ben-lab.gguf")
+    assert np.abs(merged - with_adapter).max() <= BOUND
+    assert (merged.argmax(-1) == with_adapter.argmax(-1)).all()
+    stops = {"llama": "<|im_end|>", "qwen2": "<|im_end|>", "qwen3": "<|im_end|>", "phi3": "<|end|>",
+             "gemma3": "<end_of_turn>"}[model_type]
+    assert f'PARAMETER stop "{stops}"' in (out / "Modelfile").read_text()
+
+
+def test_an_architecture_the_exporter_does_not_know_is_one_line_and_no_file(lab_data, tmp_path, capsys):
+    """A Mistral model (llama's weights under another model_type) trains, but GGUF export refuses it up front."""
+    import json
+
+    from benlab import deploy, train
+    from benlab.common import run_main
+
+    base = build_tiny_model(tmp_path / "base")
+    config = json.loads((base / "config.json").read_text())
+    (base / "config.json").write_text(json.dumps({**config, "model_type": "mistral", "architectures": ["MistralForCausalLM"]}))
+    argv = ["--base-model", str(base), "--data", str(lab_data[0]), "--output-dir", str(tmp_path / "trained"),
+            "--max-steps", "1", "--batch-size", "2", "--max-seq-len", "256", "--general-replay", "0"]
+    assert run_main(train.main, argv) == 0
+    capsys.readouterr()
+    out = tmp_path / "export"
+    assert run_main(deploy.main, ["--adapter-dir", str(tmp_path / "trained"), "--out-dir", str(out), "--skip-ollama"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'mistral'" in err[0] and "gemma3, gemma3_text, llama, phi3, qwen2, qwen3" in err[0], err
+    assert not list(out.iterdir())
+
+
+# ---------------------------------------------------------------- several adapters
+
+def cpp_logits_with_adapters(model_path, adapters_and_scales):
+    """llama.cpp on the base with several GGUF adapters applied at once, each at its own scale (the llama.cpp API
+    behind `--lora-scaled A 0.7 --lora-scaled B 0.3`)."""
+    import ctypes
+
+    import llama_cpp
+
+    llm = Llama(model_path=str(model_path), logits_all=True, n_ctx=64, n_threads=2, type_k=0, type_v=0, verbose=False)
+    handles = [llama_cpp.llama_adapter_lora_init(llm._model.model, str(path).encode()) for path, _ in adapters_and_scales]
+    assert all(handles)
+    count = len(handles)
+    adapters = (llama_cpp.llama_adapter_lora_p_ctypes * count)(*handles)
+    scales = (ctypes.c_float * count)(*[scale for _, scale in adapters_and_scales])
+    assert llama_cpp.llama_set_adapters_lora(llm._ctx.ctx, adapters, count, scales) == 0
+    llm.eval(TOKENS)
+    return np.array(llm.scores[: len(TOKENS)], dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def second_adapter(tiny_llama, lab_data, tmp_path_factory):
+    """Another adapter on the same base: another rank, other layers, other seed."""
+    from benlab import train
+    from benlab.common import run_main
+
+    trained = tmp_path_factory.mktemp("second-trained")
+    argv = ["--base-model", str(tiny_llama), "--data", str(lab_data[0]), "--output-dir", str(trained), "--max-steps", "1",
+            "--batch-size", "2", "--max-seq-len", "512", "--general-replay", "0", "--lora-r", "8",
+            "--target-modules", "q_proj,v_proj,down_proj", "--seed", "3"]
+    assert run_main(train.main, argv) == 0
+    return strengthen(trained, tiny_llama, tmp_path_factory.mktemp("second"))
+
+
+def test_two_adapters_merge_into_what_llama_cpp_computes_with_both_at_those_scales(tiny_llama, strong_adapter,
+                                                                                  second_adapter, tmp_path, capsys):
+    """export_ben_lab.py --adapter-dir A --adapter-dir B --weights 0.7 0.3: the merged GGUF, and the one combined
+    adapter the Modelfile's single ADAPTER line takes, equal the base with A at 0.7 and B at 0.3 in llama.cpp."""
+    from benlab import deploy
+    from benlab.common import run_main
+
+    base = tmp_path / "base.gguf"
+    hf_to_gguf.convert_hf_model(tiny_llama, base, "f16")
+    singles = []
+    for name, adapter in (("a", strong_adapter), ("b", second_adapter)):
+        export.write_adapter_gguf(adapter, tmp_path / f"{name}.gguf", "f32", base)
+        singles.append(tmp_path / f"{name}.gguf")
+    out = tmp_path / "out"
+    argv = ["--adapter-dir", str(strong_adapter), "--adapter-dir", str(second_adapter), "--weights", "0.7", "0.3",
+            "--base-gguf", str(base), "--out-dir", str(out), "--outtype", "f32", "--skip-ollama", "--skip-llama-cpp",
+            "--ollama-mode", "adapter"]
+    assert run_main(deploy.main, argv) == 0
+    assert "combining 2 adapters at weights 0.7, 0.3 into one (rank 24" in capsys.readouterr().out
+    both = cpp_logits_with_adapters(base, [(singles[0], 0.7), (singles[1], 0.3)])
+    assert np.abs(both - cpp_logits_with_adapters(base, [(singles[0], 1.0)])).max() > 0.1  # B really counts
+    merged = cpp_logits(out / "ben-lab.gguf")
+    assert np.abs(merged - both).max() <= BOUND
+    assert np.abs(cpp_logits(base, out / "ben-lab-adapter.gguf") - both).max() <= BOUND
+    modelfile = (out / "Modelfile").read_text()
+    assert modelfile.count("ADAPTER ") == 1 and "ADAPTER ./ben-lab-adapter.gguf" in modelfile
+
+
+def test_adapters_of_different_bases_are_refused_in_one_line(strong_adapter, tmp_path, capsys, lab_data):
+    from benlab import deploy, train
+    from benlab.common import run_main
+
+    other = build_tiny_model(tmp_path / "other-base", seed=1)
+    argv = ["--base-model", str(other), "--data", str(lab_data[0]), "--output-dir", str(tmp_path / "other"),
+            "--max-steps", "1", "--batch-size", "2", "--max-seq-len", "256", "--general-replay", "0"]
+    assert run_main(train.main, argv) == 0
+    capsys.readouterr()
+    out = tmp_path / "out"
+    argv = ["--adapter-dir", str(strong_adapter), "--adapter-dir", str(tmp_path / "other"), "--out-dir", str(out),
+            "--skip-ollama", "--skip-llama-cpp"]
+    assert run_main(deploy.main, argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "adapters combine only when trained on the same base model" in err[0], err
+    assert not list(out.iterdir())
+    with pytest.raises(SystemExit) as stop:  # a weight count that does not match: argparse's one-line error, exit 2
+        deploy.parse_args(["--adapter-dir", str(strong_adapter), "--weights", "0.7", "0.3"])
+    assert stop.value.code == 2 and "give one weight per adapter" in capsys.readouterr().err

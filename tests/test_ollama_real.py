@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from benlab import export, ollama
+from benlab import export, hf_to_gguf, ollama
 from benlab.lab_server import free_port
 from benlab.prompts import SYSTEM_PROMPT
 
@@ -60,7 +60,7 @@ def tiny_model_in_ollama(real_ollama, tiny_llama, tmp_path_factory):
     from transformers import AutoTokenizer
 
     folder = tmp_path_factory.mktemp("ollama-model")
-    export.convert_hf_llama(tiny_llama, folder / "ben-lab.gguf", "f32")
+    hf_to_gguf.convert_hf_model(tiny_llama, folder / "ben-lab.gguf", "f32")
     template = AutoTokenizer.from_pretrained(tiny_llama).chat_template
     (folder / "Modelfile").write_text(ollama.modelfile("./ben-lab.gguf", template))
     created = subprocess.run(["ollama", "create", "ben-lab", "-f", "Modelfile"], cwd=folder, env=real_ollama,
@@ -120,7 +120,7 @@ def test_auto_mode_follows_the_real_version_and_an_adapter_model_chats(real_olla
     lora = tmp_path / "lora"
     assert run_main(train.main, ["--base-model", str(tiny_llama), "--data", str(lab_data[0]), "--output-dir", str(lora),
                                  "--max-steps", "2", "--general-replay", "0", "--max-seq-len", "256"]) == 0
-    export.convert_hf_llama(tiny_llama, tmp_path / "base.gguf", "f32")
+    hf_to_gguf.convert_hf_model(tiny_llama, tmp_path / "base.gguf", "f32")
     export.write_adapter_gguf(lora, tmp_path / "adapter.gguf", "f32", tmp_path / "base.gguf")
     template = AutoTokenizer.from_pretrained(tiny_llama).chat_template
     (tmp_path / "Modelfile").write_text(ollama.modelfile("./base.gguf", template, adapter="./adapter.gguf"))
@@ -168,7 +168,7 @@ def test_a_corrupt_adapter_is_found_by_loading_it_once(real_ollama, tiny_llama, 
     lora, out = tmp_path / "lora", tmp_path / "out"
     assert run_main(train.main, ["--base-model", str(tiny_llama), "--data", str(lab_data[0]), "--output-dir", str(lora),
                                  "--max-steps", "1", "--general-replay", "0", "--max-seq-len", "256"]) == 0
-    export.convert_hf_llama(tiny_llama, tmp_path / "base.gguf", "f32")
+    hf_to_gguf.convert_hf_model(tiny_llama, tmp_path / "base.gguf", "f32")
     common = ["--adapter-dir", str(lora), "--out-dir", str(out), "--base-gguf", str(tmp_path / "base.gguf"),
               "--skip-llama-cpp", "--model-name", "ben-lab-corrupt"]
     assert run_main(deploy.main, common + ["--step", "gguf"]) == 0
