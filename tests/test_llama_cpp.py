@@ -355,3 +355,21 @@ def test_adapters_of_different_bases_are_refused_in_one_line(strong_adapter, tmp
     with pytest.raises(SystemExit) as stop:  # a weight count that does not match: argparse's one-line error, exit 2
         deploy.parse_args(["--adapter-dir", str(strong_adapter), "--weights", "0.7", "0.3"])
     assert stop.value.code == 2 and "give one weight per adapter" in capsys.readouterr().err
+
+
+def test_llama3_rope_scaling_converts_to_the_rope_freqs_llama_cpp_applies(tmp_path):
+    """Llama 3.1+ (the GPU default, Llama-3.2-1B) scales its rotary frequencies: the conversion writes them as
+    rope_freqs, and llama.cpp then computes transformers' logits (which the scaling visibly changes)."""
+    import json
+
+    model = build_tiny_model(tmp_path / "llama3")  # large weights: attention, and so the rotation, matters
+    plain = hf_logits(model)
+    config = json.loads((model / "config.json").read_text())
+    config["rope_parameters"] = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                                 "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+    (model / "config.json").write_text(json.dumps(config))
+    scaled = hf_logits(model)
+    assert np.abs(scaled - plain).max() > 0.1
+    converted = tmp_path / "llama3.gguf"
+    hf_to_gguf.convert_hf_model(model, converted, "f32")
+    assert np.abs(cpp_logits(converted) - scaled).max() <= BOUND
