@@ -114,6 +114,28 @@ def build_tiny_model(directory, model_type="llama", chat_template="family", seed
     return directory
 
 
+def strengthen(trained, base_dir, out):
+    """The trained adapter with random B matrices, so that it moves the logits a lot (metrics.json and the chat
+    template kept, as export_ben_lab.py reads them)."""
+    import shutil
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), trained)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(0.5 * torch.randn(param.shape, generator=generator))
+    model.save_pretrained(out)
+    for name in ("metrics.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (trained / name).exists():
+            shutil.copy(trained / name, out / name)
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))

@@ -1,7 +1,6 @@
 """Fidelity in llama.cpp (llama-cpp-python), on explicit token ids: the change in logits the GGUF adapter causes in
 llama.cpp equals the change the PEFT adapter causes in transformers, and the merged GGUF matches base + adapter."""
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from benlab import export, hf_to_gguf
-from tests.conftest import build_tiny_model
+from tests.conftest import build_tiny_model, strengthen
 
 TOKENS = [5, 17, 42, 99, 7, 230, 11, 64, 301, 2, 88, 150]
 BOUND = 1e-2
@@ -22,22 +21,6 @@ BOUND = 1e-2
 def tiny_llama(tmp_path_factory):
     """Weights at the usual 0.02 scale, so logits are of the size real models produce."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny-cpp"), initializer_range=0.02)
-
-
-def strengthen(trained, base_dir, out):
-    """The trained adapter with random B matrices, so that it moves the logits a lot (metrics.json and the chat
-    template kept, as export_ben_lab.py reads them)."""
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), trained)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(0.5 * torch.randn(param.shape, generator=generator))
-    model.save_pretrained(out)
-    for name in ("metrics.json", "tokenizer_config.json", "chat_template.jinja"):
-        if (trained / name).exists():
-            shutil.copy(trained / name, out / name)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -178,3 +178,53 @@ def test_a_corrupt_adapter_is_found_by_loading_it_once(real_ollama, tiny_llama, 
     assert run_main(deploy.main, common + ["--step", "install", "--ollama-mode", "adapter"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "ben-lab-corrupt" in err[0], err
+
+
+def test_two_adapters_combined_install_and_answer_as_both_at_their_weights(real_ollama, tiny_llama, lab_data, tmp_path,
+                                                                         monkeypatch, capsys):
+    """export_ben_lab.py --adapter-dir A --adapter-dir B --weights 0.7 0.3 --ollama-mode adapter writes one ADAPTER
+    line, the combined adapter, and this Ollama creates the model and answers (greedy) exactly as with two ADAPTER
+    lines, A at 0.7 and B at 0.3 each a file of its own, which this build (Intel's 0.5.4) takes and applies both of;
+    and not as with A alone. The one combined line also works where Ollama applies a single adapter."""
+    from benlab import deploy, train
+    from benlab.common import run_main
+    from tests.conftest import strengthen
+
+    for key in ("PATH", "OLLAMA_HOST", "OLLAMA_MODELS", "BENLAB_OLLAMA_CPU_HOME", "HOME"):
+        monkeypatch.setenv(key, real_ollama[key])
+    adapters = []
+    for name, rank in (("a", "16"), ("b", "8")):
+        assert run_main(train.main, ["--base-model", str(tiny_llama), "--data", str(lab_data[0]), "--output-dir",
+                                     str(tmp_path / f"{name}-trained"), "--max-steps", "1", "--general-replay", "0",
+                                     "--max-seq-len", "256", "--lora-r", rank, "--seed", rank]) == 0
+        adapters.append(strengthen(tmp_path / f"{name}-trained", tiny_llama, tmp_path / name))
+    hf_to_gguf.convert_hf_model(tiny_llama, tmp_path / "base.gguf", "f32")
+    out = tmp_path / "out"
+    capsys.readouterr()
+    argv = ["--adapter-dir", str(adapters[0]), "--adapter-dir", str(adapters[1]), "--weights", "0.7", "0.3",
+            "--base-gguf", str(tmp_path / "base.gguf"), "--out-dir", str(out), "--ollama-mode", "adapter",
+            "--skip-llama-cpp", "--model-name", "ben-lab-two"]
+    assert run_main(deploy.main, argv) == 0
+    said = capsys.readouterr().out
+    assert "combining 2 adapters" in said and "[ollama] created: ollama run ben-lab-two" in said
+    modelfile = (out / "Modelfile").read_text()
+    assert modelfile.count("ADAPTER ") == 1
+    for name, adapter, weight in (("a", adapters[0], 0.7), ("b", adapters[1], 0.3)):
+        export.write_adapter_gguf(export.load_adapters([adapter], [weight]), out / f"{name}.gguf", "f32",
+                                  tmp_path / "base.gguf")
+    for model, lines in (("ben-lab-a", "ADAPTER ./a.gguf"), ("ben-lab-two-lines", "ADAPTER ./a.gguf\nADAPTER ./b.gguf")):
+        (out / f"Modelfile.{model}").write_text(modelfile.replace("ADAPTER ./ben-lab-adapter.gguf", lines))
+        created = subprocess.run(["ollama", "create", model, "-f", f"Modelfile.{model}"], cwd=out, env=real_ollama,
+                                 capture_output=True, text=True, timeout=300)
+        assert created.returncode == 0, created.stderr
+
+    def greedy(model):
+        reply = requests.post(f"http://{real_ollama['OLLAMA_HOST']}/api/chat", timeout=300, json={
+            "model": model, "messages": [{"role": "user", "content": "Which phase has string order?"}],
+            "stream": False, "options": {"num_predict": 12, "temperature": 0, "seed": 0}}).json()
+        assert reply.get("done"), reply
+        return reply["message"]["content"]
+
+    combined, first_alone, two_lines = greedy("ben-lab-two"), greedy("ben-lab-a"), greedy("ben-lab-two-lines")
+    assert combined != first_alone  # B at 0.3 changes the answer
+    assert two_lines == combined
