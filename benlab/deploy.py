@@ -132,10 +132,10 @@ def write_gguf(args, out_dir: Path) -> Path:
     """The adapter and merged GGUF files; returns the base GGUF they were built against."""
     started = time.perf_counter()
     adapter = export.load_adapters(args.adapter_dirs, args.weights)  # checks that several share one base, first
-    if adapter.sources > 1:
-        weights = args.weights or [1.0] * adapter.sources
-        print(f"[gguf] combining {adapter.sources} adapters at weights {', '.join(f'{w:g}' for w in weights)} into one "
-              f"(rank {adapter.rank}: the ranks side by side)", flush=True)
+    if adapter.sources > 1 or args.weights:
+        weights = ", ".join(f"{w:g}" for w in args.weights or [1.0] * adapter.sources)
+        print(f"[gguf] combining {adapter.sources} adapter(s) at weight(s) {weights} into one (rank {adapter.rank}: "
+              "the ranks side by side)", flush=True)
     base_gguf = base_gguf_for(args.adapter_dirs[0], out_dir, args.base_gguf)
     adapter_gguf, merged_gguf = out_dir / "ben-lab-adapter.gguf", out_dir / "ben-lab.gguf"
     info = export.write_adapter_gguf(adapter, adapter_gguf, args.outtype, base_gguf)

@@ -127,15 +127,18 @@ def load_adapters(adapter_dirs: list[Path], weights: list[float] | None = None) 
     if len(adapters) == 1 and weights[0] == 1.0:
         return adapters[0]
     first = adapters[0]
+
+    def base_of(adapter: Adapter) -> tuple:
+        trained_on = adapter.base_model or {}
+        return (trained_on.get("path"), trained_on.get("gguf_file"), adapter.base_model_type, adapter.n_head,
+                adapter.n_head_kv, adapter.n_layers)
+
     for path, other in zip(adapter_dirs[1:], adapters[1:]):
-        same_shape = (other.base_model_type, other.n_head, other.n_head_kv, other.n_layers) == \
-                     (first.base_model_type, first.n_head, first.n_head_kv, first.n_layers)
-        trained_on = lambda a: (a.base_model or {}).get("name")  # noqa: E731
-        where = lambda a: ((a.base_model or {}).get("path"), (a.base_model or {}).get("gguf_file"))  # noqa: E731
-        if not same_shape or where(other) != where(first):
-            raise BenLabError(f"--adapter-dir {path} was trained on {trained_on(other)} ({other.base_model_type}, "
-                              f"{other.n_layers} layers), {adapter_dirs[0]} on {trained_on(first)} ({first.base_model_type}, "
-                              f"{first.n_layers} layers); adapters combine only when trained on the same base model")
+        if base_of(other) != base_of(first):
+            raise BenLabError(f"--adapter-dir {path} was trained on {(other.base_model or {}).get('name')} "
+                              f"({other.base_model_type}, {other.n_layers} layers), {adapter_dirs[0]} on "
+                              f"{(first.base_model or {}).get('name')} ({first.base_model_type}, {first.n_layers} "
+                              "layers); adapters combine only when trained on the same base model")
     shapes = {}
     for adapter in adapters:
         for module, (a, b) in adapter.pairs.items():

@@ -309,7 +309,7 @@ def test_two_adapters_merge_into_what_llama_cpp_computes_with_both_at_those_scal
             "--base-gguf", str(base), "--out-dir", str(out), "--outtype", "f32", "--skip-ollama", "--skip-llama-cpp",
             "--ollama-mode", "adapter"]
     assert run_main(deploy.main, argv) == 0
-    assert "combining 2 adapters at weights 0.7, 0.3 into one (rank 24" in capsys.readouterr().out
+    assert "combining 2 adapter(s) at weight(s) 0.7, 0.3 into one (rank 24" in capsys.readouterr().out
     both = cpp_logits_with_adapters(base, [(singles[0], 0.7), (singles[1], 0.3)])
     assert np.abs(both - cpp_logits_with_adapters(base, [(singles[0], 1.0)])).max() > 0.1  # B really counts
     merged = cpp_logits(out / "ben-lab.gguf")

@@ -206,7 +206,7 @@ def test_two_adapters_combined_install_and_answer_as_both_at_their_weights(real_
             "--skip-llama-cpp", "--model-name", "ben-lab-two"]
     assert run_main(deploy.main, argv) == 0
     said = capsys.readouterr().out
-    assert "combining 2 adapters" in said and "[ollama] created: ollama run ben-lab-two" in said
+    assert "combining 2 adapter(s)" in said and "[ollama] created: ollama run ben-lab-two" in said
     modelfile = (out / "Modelfile").read_text()
     assert modelfile.count("ADAPTER ") == 1
     for name, adapter, weight in (("a", adapters[0], 0.7), ("b", adapters[1], 0.3)):
