@@ -103,10 +103,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Turn the trained LoRA adapter into GGUF files (adapter and merged model), write the Modelfile "
         "and register the model in Ollama as ben-lab; without Ollama, print the commands to run later.",
     )
-    parser.add_argument("--adapter-dir", type=Path, action="append", dest="adapter_dirs",
+    parser.add_argument("--adapter-dir", type=Path, action="append", dest="adapter_dirs", metavar="DIR",
                         help="PEFT adapter (default ben-lab-lora); give it several times to combine adapters trained on "
                              "the same base into one")
-    parser.add_argument("--weights", type=float, nargs="+", default=None,
+    parser.add_argument("--weights", type=float, nargs="+", default=None, metavar="W",
                         help="one weight per --adapter-dir, e.g. --weights 0.7 0.3 (default: 1 each)")
     parser.add_argument("--out-dir", type=Path, default=Path("."), help="where the GGUF files and Modelfile go (default: here)")
     parser.add_argument("--base-gguf", default=None, help="GGUF of the base model (default: found from the training run)")
