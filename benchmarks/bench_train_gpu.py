@@ -13,7 +13,7 @@ import argparse
 import json
 import time
 
-from benchmarks.matmul_peak import matmul_peak_tflops
+from benchmarks.matmul_peak import matmul_peak_tflops, sync
 
 SHAPES = {  # the configurations' numbers (config.json of each model); weights are random
     "llama-3.2-1b": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
@@ -27,13 +27,6 @@ SHAPES = {  # the configurations' numbers (config.json of each model); weights a
 }
 CASTS = {"skip": "not cast (autocast picks the product's dtype)", "peft": "cast to fp32 by PEFT, then back to bf16"}
 ANSWER_SHARE = 0.25  # the last quarter of each sequence carries labels, like a lab sample's answer
-
-
-def sync(device: str) -> None:
-    import torch
-
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def make_model(shape: str, device: str, peft_input_casts: bool = False):

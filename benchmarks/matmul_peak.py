@@ -4,23 +4,26 @@
 import time
 
 
+def sync(device: str) -> None:
+    """Wait for the GPU's queued work (a CPU's is done when the call returns)."""
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 def matmul_peak_tflops(device: str, dtype_name: str, size: int, seconds: float = 1.0) -> float:
     import torch
 
     a = torch.randn(size, size, device=device, dtype=getattr(torch, dtype_name))
     b = torch.randn(size, size, device=device, dtype=getattr(torch, dtype_name))
-
-    def sync():
-        if device == "cuda":
-            torch.cuda.synchronize()
-
     for _ in range(3):
         a @ b
-    sync()
+    sync(device)
     repeats, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         for _ in range(10 if device == "cuda" else 1):
             a @ b
-        sync()
+        sync(device)
         repeats += 10 if device == "cuda" else 1
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e12

@@ -117,10 +117,7 @@ def load_adapters(adapter_dirs: list[Path], weights: list[float] | None = None) 
     the A matrices stacked along the rank, each B scaled by w * alpha/r and set side by side, alpha = the summed
     rank so that llama.cpp's alpha/r is 1. Ranks and adapted layers may differ (a layer one adapter leaves alone gets
     zeros in its slot); the base model may not."""
-    weights = [1.0] * len(adapter_dirs) if weights is None else weights
-    if len(weights) != len(adapter_dirs):
-        raise BenLabError(f"--weights gives {len(weights)} numbers for {len(adapter_dirs)} adapters; give one weight per "
-                          "--adapter-dir")
+    weights = [1.0] * len(adapter_dirs) if weights is None else weights  # one each: export_ben_lab.py checks
     if not all(np.isfinite(w) for w in weights):
         raise BenLabError(f"--weights {' '.join(map(str, weights))}: every weight must be a finite number, e.g. 0.7 0.3")
     adapters = [load_adapter(d) for d in adapter_dirs]
