@@ -194,6 +194,9 @@ def answer_only_loss(model, inputs: dict, num_items_in_batch=None):
 
 REPLAY_FILE = "general_replay.jsonl"
 REPLAY_TOKENS = 80
+# An everyday answer that mentions these has dragged the lab in (no replay prompt mentions them).
+LAB_WORDS = re.compile(r"jarvis|ben's lab|\blab\b|laborator", re.IGNORECASE)
+PLAIN_ASSISTANT_PROMPT = "You are a helpful assistant."
 
 
 def lora_config(config: TrainConfig):
@@ -224,22 +227,31 @@ def skip_lora_input_casts(model) -> int:
 def general_replay(model, tokenizer, count: int, output: Path) -> list[list[dict]]:
     """The base model's own greedy answers to everyday prompts (benlab/general.py), under the training system
     prompt: training on them keeps the adapter from moving the model where the lab data says nothing. (Answers
-    written under a plain assistant prompt instead kept fewer of the probes: 65.8% against 75.6%.) An answer cut at
-    REPLAY_TOKENS ends at its last full sentence. Saved beside the adapter for inspection."""
+    written under a plain assistant prompt instead kept fewer of the probes: 65.8% against 75.6%.) Under the lab's
+    prompt the base drags about one everyday answer in six into the lab ("The Jarvis-2v organ is a specialized
+    device designed to assist in breathing"); trained on, those teach the adapter to do the same, so those prompts
+    are answered again under a plain assistant prompt (the sample keeps the lab's), and dropped if that answer
+    mentions the lab too. An answer cut at REPLAY_TOKENS ends at its last full sentence. Saved beside the adapter
+    for inspection."""
     from tqdm import tqdm
 
     from benlab.generation import generate_replies
 
-    chats = [[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt},
-              {"role": "assistant", "content": ""}] for prompt in REPLAY_PROMPTS[:count]]
-    with tqdm(total=len(chats), desc="base answers", unit="prompt") as bar:
+    def ask(system: str, prompts: list[str], bar) -> list[str]:
+        chats = [[{"role": "system", "content": system}, {"role": "user", "content": prompt},
+                  {"role": "assistant", "content": ""}] for prompt in prompts]
         replies = generate_replies(model, tokenizer, chats, REPLAY_TOKENS, bar=bar)
-    kept = []
-    for chat, reply in zip(chats, replies):
-        end = max(reply.rfind(mark) for mark in ".!?")
-        reply = reply[: end + 1] if end > 0 else reply
-        if reply:
-            kept.append(chat[:2] + [{"role": "assistant", "content": reply}])
+        return [reply[: max(reply.rfind(mark) for mark in ".!?") + 1] or reply for reply in replies]
+
+    prompts = list(REPLAY_PROMPTS[:count])
+    with tqdm(total=len(prompts), desc="base answers", unit="prompt") as bar:
+        replies = dict(zip(prompts, ask(SYSTEM_PROMPT, prompts, bar)))
+        dragged = [prompt for prompt, reply in replies.items() if LAB_WORDS.search(reply)]
+        bar.total += len(dragged)
+        replies.update(zip(dragged, ask(PLAIN_ASSISTANT_PROMPT, dragged, bar)))
+    kept = [[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt},
+             {"role": "assistant", "content": reply}]
+            for prompt, reply in replies.items() if reply and not LAB_WORDS.search(reply)]
     output.mkdir(parents=True, exist_ok=True)
     atomic_write(output / REPLAY_FILE, "".join(json.dumps({"messages": c}) + "\n" for c in kept))
     return kept

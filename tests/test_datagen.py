@@ -84,6 +84,16 @@ def test_identification_reasoning_checks_each_fingerprint(high, answer):
     assert ("None fits" in text) == (answer == "pseudorandom")
 
 
+def test_a_drift_result_is_explained_by_its_trend_and_two_deepest_drifts():
+    runs = [{"depth": d, "drift": x} for d, x in ((4, 0.0), (8, 0.3318749422), (16, 0.4901419414), (32, 0.5245655806))]
+    response = {"phase_type": "pseudorandom", "drift_trend": "saturates", "runs": runs, "params": {"noise": 0.05}}
+    quotes = samples.Quotes(cut=True)
+    text = samples.drift_result_text(response, quotes)
+    assert text.startswith("drift_trend is saturates for pseudorandom: the drift is 0.490 at depth 16 and 0.524 at "
+                           "depth 32, the deepest run.")
+    assert quotes.values == {"drift_16": 0.49, "drift_32": 0.524}  # no list of every depth to lose count in
+
+
 def test_datasets_loads_the_files(campaign):
     datasets = pytest.importorskip("datasets")
     loaded = datasets.load_dataset("json", data_files=str(campaign / "train.jsonl"), split="train")
