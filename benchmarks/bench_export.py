@@ -10,11 +10,12 @@ from pathlib import Path
 from llama_cpp import Llama
 
 from benlab import deploy, export
+from benlab.common import cpu_cores
 from benlab.prompts import SYSTEM_PROMPT
 
 
 def tokens_per_second(model_path: Path, adapter: Path | None, tokens: int) -> float:
-    llm = Llama(model_path=str(model_path), lora_path=str(adapter) if adapter else None, n_ctx=512, n_threads=2,
+    llm = Llama(model_path=str(model_path), lora_path=str(adapter) if adapter else None, n_ctx=512, n_threads=cpu_cores(),
                 verbose=False, seed=0)
     messages = [{"role": "system", "content": SYSTEM_PROMPT},
                 {"role": "user", "content": "Explain what a TRI of 0.8 means for an Ising run at bias 0.7."}]
@@ -40,7 +41,7 @@ def main() -> None:
         print(f"merge into {base.name} (f16): {time.perf_counter() - start:.1f} s")
         for name, model, adapter in (("base", base, None), ("base + adapter", base, out / "adapter.gguf"),
                                      ("merged", out / "merged.gguf", None)):
-            print(f"llama.cpp {name:15s}: {tokens_per_second(model, adapter, args.tokens):.1f} tokens/s (2 threads)")
+            print(f"llama.cpp {name:15s}: {tokens_per_second(model, adapter, args.tokens):.1f} tokens/s ({cpu_cores()} threads)")
 
 
 if __name__ == "__main__":

@@ -64,6 +64,12 @@ MUTATIONS = [
      "b = permute_rows(b, adapter.n_head)", "b = b", "tests/test_llama_cpp.py"),
     ("Llama 3's rope scaling left out of the conversion", "benlab/hf_to_gguf.py",
      'if rope["rope_type"] == "llama3":', "if False:", "tests/test_llama_cpp.py"),
+    ("replay keeps the base's answers that dragged the lab in", "benlab/train.py",
+     "for prompt, reply in replies.items() if LAB_WORDS.search(reply)]", "for prompt, reply in replies.items() if False]",
+     "tests/test_train.py::test_general_replay_answers_again_without_the_lab_where_the_base_dragged_it_in"),
+    ("a drift result explained with every depth's drift again", "benlab/samples.py",
+     'deepest = response["runs"][-2:]', 'deepest = response["runs"]',
+     "tests/test_datagen.py::test_a_drift_result_is_explained_by_its_trend_and_two_deepest_drifts"),
 ]
 
 

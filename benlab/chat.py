@@ -18,7 +18,7 @@ from pathlib import Path
 import requests
 
 from benlab import tools
-from benlab.common import BenLabError
+from benlab.common import BenLabError, cpu_cores
 from benlab.lab_client import LabClient, LabRefused
 from benlab.lab_server import LocalLab
 from benlab.ollama import MODEL_NAME
@@ -79,7 +79,7 @@ class LlamaCppChat:
             from llama_cpp import Llama
         except ImportError:
             raise BenLabError("llama-cpp-python is not installed; run ./scripts/bootstrap.sh") from None
-        self.llm = Llama(model_path=str(gguf), n_ctx=CONTEXT_TOKENS, verbose=False, seed=0)
+        self.llm = Llama(model_path=str(gguf), n_ctx=CONTEXT_TOKENS, n_threads=cpu_cores(), verbose=False, seed=0)
         self.name = f"llama.cpp on {gguf}"
         self.max_tokens = max_tokens
 

@@ -71,6 +71,28 @@ def ensure_writable_dir(path: str | Path, flag: str) -> Path:
     return path
 
 
+def cpu_cores(cpuinfo: str | None = None) -> int:
+    """Physical cores this process may run on, for llama.cpp's decoding threads: one per core is fastest, and
+    llama-cpp-python's default (half the logical CPUs, assuming two per core) gives a 2-core machine one thread
+    (measured here: decoding 1.4x slower)."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    cores, cpu, package = set(), None, None
+    for line in cpuinfo.splitlines():
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if key == "processor":
+            cpu, package = int(value), None
+        elif key == "physical id":
+            package = value
+        elif key == "core id" and cpu in allowed:
+            cores.add((package, value))
+    return len(cores) or len(allowed)
+
+
 def interrupt_on_terminate(signum, frame) -> None:
     raise KeyboardInterrupt("terminated")
 

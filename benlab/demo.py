@@ -11,7 +11,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from benlab import ollama, samples, tool_samples
-from benlab.common import BenLabError
+from benlab.common import BenLabError, cpu_cores
 from benlab.lab_client import LabClient
 from benlab.lab_server import LocalLab
 from benlab.prompts import SYSTEM_PROMPT
@@ -95,7 +95,7 @@ def chat(args) -> None:
         except ImportError:
             raise BenLabError("no Ollama and llama-cpp-python is not installed; run ./scripts/bootstrap.sh") from None
         print(f"Chatting with {merged} in llama.cpp (empty line or 'exit' to stop).")
-        llm = Llama(model_path=str(merged), n_ctx=2048, verbose=False, seed=0)
+        llm = Llama(model_path=str(merged), n_ctx=2048, n_threads=cpu_cores(), verbose=False, seed=0)
         history = [{"role": "system", "content": SYSTEM_PROMPT}]
 
         def ask(question: str) -> str:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from benlab import export, hf_to_gguf, ollama, samples
-from benlab.common import BenLabError, atomic_write, ensure_writable_dir
+from benlab.common import BenLabError, atomic_write, cpu_cores, ensure_writable_dir
 from benlab.prompts import SYSTEM_PROMPT
 
 # The first answer of the exported model is a question of the kind it was trained on, about a held-out lab run (an
@@ -88,8 +88,8 @@ def llama_cpp_answer(model_path: Path, question: str, adapter: Path | None = Non
         from llama_cpp import Llama
     except ImportError:
         return None
-    llm = Llama(model_path=str(model_path), lora_path=str(adapter) if adapter else None, n_ctx=1024, verbose=False,
-                seed=0)
+    llm = Llama(model_path=str(model_path), lora_path=str(adapter) if adapter else None, n_ctx=1024,
+                n_threads=cpu_cores(), verbose=False, seed=0)
     reply = llm.create_chat_completion(
         messages=[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}],
         temperature=0.2, top_p=0.9, max_tokens=120,

@@ -228,7 +228,7 @@ def general_replay(model, tokenizer, count: int, output: Path) -> list[list[dict
     """The base model's own greedy answers to everyday prompts (benlab/general.py), under the training system
     prompt: training on them keeps the adapter from moving the model where the lab data says nothing. (Answers
     written under a plain assistant prompt instead kept fewer of the probes: 65.8% against 75.6%.) Under the lab's
-    prompt the base drags about one everyday answer in six into the lab ("The Jarvis-2v organ is a specialized
+    prompt SmolLM2 drags 14 of the 100 everyday answers into the lab ("The Jarvis-2v organ is a specialized
     device designed to assist in breathing"); trained on, those teach the adapter to do the same, so those prompts
     are answered again under a plain assistant prompt (the sample keeps the lab's), and dropped if that answer
     mentions the lab too. An answer cut at REPLAY_TOKENS ends at its last full sentence. Saved beside the adapter
@@ -248,6 +248,7 @@ def general_replay(model, tokenizer, count: int, output: Path) -> list[list[dict
         replies = dict(zip(prompts, ask(SYSTEM_PROMPT, prompts, bar)))
         dragged = [prompt for prompt, reply in replies.items() if LAB_WORDS.search(reply)]
         bar.total += len(dragged)
+        bar.refresh()
         replies.update(zip(dragged, ask(PLAIN_ASSISTANT_PROMPT, dragged, bar)))
     kept = [[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt},
              {"role": "assistant", "content": reply}]

@@ -68,3 +68,13 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_run(lab_url, tmp
     assert common.run_main(datagen.main, ["--api-url", lab_url, "--out", str(out), "--eval-out",
                                           str(tmp_path / "eval.jsonl"), *counts]) == 0
     assert not leftover.exists() and f"removed {leftover}" in capsys.readouterr().out
+
+
+def test_cpu_cores_counts_physical_cores_this_process_may_use(monkeypatch):
+    # two cores with two hyperthreads each; the process may run on CPUs 0, 1 and 2 (cores 0 and 1)
+    cpuinfo = "".join(f"processor\t: {cpu}\nphysical id\t: 0\ncore id\t\t: {cpu // 2}\n\n" for cpu in range(4))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    assert common.cpu_cores(cpuinfo) == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert common.cpu_cores(cpuinfo) == 1
+    assert common.cpu_cores("") == 2  # no core ids (e.g. some VMs, other systems): the CPUs it may use
