@@ -70,6 +70,8 @@ MUTATIONS = [
     ("a drift result explained with every depth's drift again", "benlab/samples.py",
      'deepest = response["runs"][-2:]', 'deepest = response["runs"]',
      "tests/test_datagen.py::test_a_drift_result_is_explained_by_its_trend_and_two_deepest_drifts"),
+    ("a named phase checked against another phase's fingerprint", "benlab/samples.py",
+     "feature = dict(FINGERPRINTS)[phase]", "feature = FINGERPRINTS[-1][1]", "tests/test_datagen.py"),
 ]
 
 
