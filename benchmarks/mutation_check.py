@@ -54,7 +54,7 @@ MUTATIONS = [
     ("identification threshold moved", "benlab/samples.py",
      "if round(values[feature], 2) > FINGERPRINT_LEVEL:", "if round(values[feature], 2) > 0.9:",
      "tests/test_datagen.py"),
-    ("probe answers matched as substrings of longer numbers", "benlab/skills.py",
+    ("probe answers matched as substrings of longer numbers", "benlab/general.py",
      "rf\"(?<![\\w.]){re.escape(a)}(?![\\w]|\\.\\d)\"", "re.escape(a)", "tests/test_skills.py"),
     ("Gemma's norms converted without the + 1", "benlab/hf_to_gguf.py",
      "            data = data + 1", "            data = data", "tests/test_llama_cpp.py"),
@@ -64,14 +64,15 @@ MUTATIONS = [
      "b = permute_rows(b, adapter.n_head)", "b = b", "tests/test_llama_cpp.py"),
     ("Llama 3's rope scaling left out of the conversion", "benlab/hf_to_gguf.py",
      'if rope["rope_type"] == "llama3":', "if False:", "tests/test_llama_cpp.py"),
+    ("replay keeps the base's answers that got a known fact wrong", "benlab/train.py",
+     "and (prompt not in REPLAY_ANSWERS or has_answer(reply, REPLAY_ANSWERS[prompt])))", ")",
+     "tests/test_train.py::test_general_replay_asks_again_where_the_base_dragged_the_lab_in_or_got_the_fact_wrong"),
     ("replay keeps the base's answers that dragged the lab in", "benlab/train.py",
-     "for prompt, reply in replies.items() if LAB_WORDS.search(reply)]", "for prompt, reply in replies.items() if False]",
-     "tests/test_train.py::test_general_replay_answers_again_without_the_lab_where_the_base_dragged_it_in"),
+     "return (bool(reply) and not LAB_WORDS.search(reply)", "return (bool(reply)",
+     "tests/test_train.py::test_general_replay_asks_again_where_the_base_dragged_the_lab_in_or_got_the_fact_wrong"),
     ("a drift result explained with every depth's drift again", "benlab/samples.py",
      'deepest = response["runs"][-2:]', 'deepest = response["runs"]',
      "tests/test_datagen.py::test_a_drift_result_is_explained_by_its_trend_and_two_deepest_drifts"),
-    ("a named phase checked against another phase's fingerprint", "benlab/samples.py",
-     "feature = dict(FINGERPRINTS)[phase]", "feature = FINGERPRINTS[-1][1]", "tests/test_datagen.py"),
 ]
 
 

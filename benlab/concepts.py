@@ -246,7 +246,7 @@ def normalized(question: str) -> str:
     return " ".join(re.findall(r"[a-z0-9_]+", question.lower()))
 
 
-def training_questions(concept: Concept, per_subject: int = 3) -> list[str]:
+def training_questions(concept: Concept, per_subject: int = 5) -> list[str]:
     """The concept's own training questions, then `per_subject` templates for each of its names, the templates
     rotating across names and concepts (none equal to a held-out phrasing, none repeated)."""
     seen = {normalized(q) for q in concept.held_out}

@@ -7,9 +7,22 @@
 - REPLAY_PROMPTS: other everyday prompts, never the probes. Training asks the base model for its own greedy answers
   to them (before the adapter exists) and mixes those answers into the training data, so the adapter learns the lab
   without pulling the model away from what it already said about everything else.
+- REPLAY_ANSWERS: the accepted answers of the replay prompts that have one. A base answer without it is wrong, and
+  training on it would teach the wrong fact ("How many hours are in two days?" -> "Two days is 2 * 7 = 14 days"),
+  so it is not replayed.
 """
 
 from __future__ import annotations
+
+import re
+
+
+def has_answer(text: str, accepted: tuple[str, ...]) -> bool:
+    """Whether the text contains one of the accepted answers (numbers and short words as whole words: "24" is not
+    in "124" or "2.4")."""
+    text = text.lower()
+    return any(re.search(rf"(?<![\w.]){re.escape(a)}(?![\w]|\.\d)", text) for a in accepted)
+
 
 PROBES = (
     ("What is the capital of France?", ("paris",)),
@@ -188,3 +201,76 @@ REPLAY_PROMPTS = (
     "What organ do we use to breathe?",
     "What is the largest desert in the world?",
 )
+
+REPLAY_ANSWERS = {
+    "What is the capital of Australia?": ("canberra",),
+    "What is the capital of Portugal?": ("lisbon",),
+    "What is the capital of Mexico?": ("mexico city",),
+    "What is 7 + 8?": ("15",),
+    "What is 4 times 9?": ("36",),
+    "What is 20 minus 6?": ("14",),
+    "How many weeks are in a year?": ("52",),
+    "How many millimeters are in a centimeter?": ("10", "ten"),
+    "What is the chemical symbol for gold?": ("au",),
+    "Is 17 a prime number?": ("yes",),
+    "What is the square root of 81?": ("9", "nine"),
+    "Convert 2 hours into minutes.": ("120",),
+    "What is the largest mammal?": ("whale",),
+    "Who painted the Mona Lisa?": ("leonardo", "da vinci"),
+    "What is the longest river in Africa?": ("nile",),
+    "What is the opposite of 'early'?": ("late",),
+    "What is the past tense of 'run'?": ("ran",),
+    "Say good morning in German.": ("guten morgen",),
+    "How many players are on a soccer team on the field?": ("11", "eleven"),
+    "What is the freezing point of water in Fahrenheit?": ("32",),
+    "Which planet is closest to the Sun?": ("mercury",),
+    "What is the capital of India?": ("delhi",),
+    "How many bones does an adult human have?": ("206",),
+    "What is 15 divided by 3?": ("5", "five"),
+    "What is 11 times 11?": ("121",),
+    "What is the boiling point of water in Kelvin?": ("373.15", "373"),
+    "What does DNA stand for?": ("deoxyribonucleic",),
+    "What is 3 squared?": ("9", "nine"),
+    "How many zeros are in one million?": ("6", "six"),
+    "What is the capital of Norway?": ("oslo",),
+    "What is the capital of Sweden?": ("stockholm",),
+    "What is the capital of Poland?": ("warsaw",),
+    "What is the capital of Turkey?": ("ankara",),
+    "What is the capital of Argentina?": ("buenos aires",),
+    "What is the capital of Kenya?": ("nairobi",),
+    "What is the capital of Ireland?": ("dublin",),
+    "What is the capital of Austria?": ("vienna",),
+    "What is the capital of Thailand?": ("bangkok",),
+    "What is the capital of Peru?": ("lima",),
+    "What is the capital of the Netherlands?": ("amsterdam",),
+    "What is 8 + 6?": ("14",),
+    "What is 9 times 3?": ("27",),
+    "What is 50 minus 20?": ("30",),
+    "What is 16 divided by 4?": ("4", "four"),
+    "What is 7 times 8?": ("56",),
+    "How many days are in a year?": ("365",),
+    "How many legs does a cat have?": ("4", "four"),
+    "How many wheels does a bicycle have?": ("2", "two"),
+    "How many sides does a hexagon have?": ("6", "six"),
+    "How many hours are in two days?": ("48",),
+    "What color is a ripe banana?": ("yellow",),
+    "What color is snow?": ("white",),
+    "What is the opposite of big?": ("small", "little"),
+    "What is the opposite of fast?": ("slow",),
+    "What do cows drink?": ("water",),
+    "What animal says 'meow'?": ("cat",),
+    "Which planet has the famous rings?": ("saturn",),
+    "What is the smallest planet in the solar system?": ("mercury",),
+    "What is the chemical symbol for iron?": ("fe",),
+    "What is the unit of temperature in the SI system?": ("kelvin",),
+    "Who wrote Hamlet?": ("shakespeare",),
+    "What language is spoken in Mexico?": ("spanish",),
+    "Say 'goodbye' in Spanish.": ("adiós", "adios"),
+    "Translate 'cat' into French.": ("chat",),
+    "Spell the word 'dog' backwards.": ("god",),
+    "What is the plural of 'child'?": ("children",),
+    "Repeat the word 'apple' and nothing else.": ("apple",),
+    "Write the number three as a digit.": ("3",),
+    "What organ do we use to breathe?": ("lungs", "lung"),
+    "What is the largest desert in the world?": ("sahara", "antarctica", "antarctic"),
+}

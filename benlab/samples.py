@@ -108,18 +108,15 @@ def fingerprint_reasoning(values: dict[str, float], q: Quotes) -> str:
 def named_phase_reasoning(values: dict[str, float], phase: str, q: Quotes) -> str:
     """A result that names its phase: that phase's fingerprint next to its number, and no search through the
     others. Worked through like an identification, a misread comparison ("0.010 > 0.5, yes. Answer: spt_cluster")
-    contradicted the phase_type the model had just copied from the result. The check is worded as in an
-    identification ("ising_symmetry_breaking needs correlation_length_norm > 0.5"), whose phase -> fingerprint
-    pairs the model learns from every identification; worded "its fingerprint F", seen only in these results, it
-    wrote x_magnetization for every phase (all 20 explanations of a default run; right only for the 5
-    trivial_product ones), and some looped on it."""
+    contradicted the phase_type the model had just copied from the result. (Worded as an identification's check,
+    "X needs F > 0.5: here v > 0.5, yes", the model ran on into the phase-name list or another phase's fingerprint:
+    result_phase 100% -> 50% in a default run.)"""
     if phase == "pseudorandom":
         listing = ", ".join(f"{feature} {q(feature, values[feature], 2)}" for _, feature in FINGERPRINTS)
         checks = f"none of the fingerprints is above {FINGERPRINT_LEVEL} ({listing}), so the state is scrambled."
     else:
         feature = dict(FINGERPRINTS)[phase]
-        value = q(feature, values[feature], 2)
-        checks = f"{phase} needs {feature} > {FINGERPRINT_LEVEL}: here {value} > {FINGERPRINT_LEVEL}, yes."
+        checks = f"its fingerprint {feature} is {q(feature, values[feature], 2)} > {FINGERPRINT_LEVEL}."
     return f"{checks} {ANSWER_MARK} {phase}. {IDENTIFIED[phase].format(**quoted(values, q))}"
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from benlab import grounding, tools
-from benlab.general import PROBES
+from benlab.general import PROBES, has_answer
 from benlab.samples import ANSWER_MARK, PHASES
 from benlab.prompts import SYSTEM_PROMPT
 
@@ -84,8 +84,7 @@ def probe_chats() -> list[list[dict]]:
 
 def probe_right(index: int, answer: str) -> bool:
     """Whether the answer contains one of the probe's accepted answers (numbers and short words as whole words)."""
-    text = answer.lower()
-    return any(re.search(rf"(?<![\w.]){re.escape(a)}(?![\w]|\.\d)", text) for a in PROBES[index][1])
+    return has_answer(answer, PROBES[index][1])
 
 
 def session_right(meta: dict, exchange: dict) -> dict:

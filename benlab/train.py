@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from benlab.common import BenLabError, atomic_write, ensure_writable_dir
-from benlab.general import REPLAY_PROMPTS
+from benlab.general import REPLAY_ANSWERS, REPLAY_PROMPTS, has_answer
 from benlab.models import BaseModel, ensure_chat_template, load_model, load_tokenizer, resolve
 from benlab.prompts import SYSTEM_PROMPT
 
@@ -229,10 +229,11 @@ def general_replay(model, tokenizer, count: int, output: Path) -> list[list[dict
     prompt: training on them keeps the adapter from moving the model where the lab data says nothing. (Answers
     written under a plain assistant prompt instead kept fewer of the probes: 65.8% against 75.6%.) Under the lab's
     prompt SmolLM2 drags 14 of the 100 everyday answers into the lab ("The Jarvis-2v organ is a specialized
-    device designed to assist in breathing"); trained on, those teach the adapter to do the same, so those prompts
-    are answered again under a plain assistant prompt (the sample keeps the lab's), and dropped if that answer
-    mentions the lab too. An answer cut at REPLAY_TOKENS ends at its last full sentence. Saved beside the adapter
-    for inspection."""
+    device designed to assist in breathing") and gets some facts wrong ("A soccer team consists of 12 players");
+    trained on, those teach the adapter the same. So a prompt whose answer drags the lab in or lacks its known
+    answer (general.REPLAY_ANSWERS) is asked again under a plain assistant prompt (the sample keeps the lab's), and
+    dropped if that answer is no better. An answer cut at REPLAY_TOKENS ends at its last full sentence. Saved beside
+    the adapter for inspection."""
     from tqdm import tqdm
 
     from benlab.generation import generate_replies
@@ -243,16 +244,19 @@ def general_replay(model, tokenizer, count: int, output: Path) -> list[list[dict
         replies = generate_replies(model, tokenizer, chats, REPLAY_TOKENS, bar=bar)
         return [reply[: max(reply.rfind(mark) for mark in ".!?") + 1] or reply for reply in replies]
 
+    def fit(prompt: str, reply: str) -> bool:
+        return (bool(reply) and not LAB_WORDS.search(reply)
+                and (prompt not in REPLAY_ANSWERS or has_answer(reply, REPLAY_ANSWERS[prompt])))
+
     prompts = list(REPLAY_PROMPTS[:count])
     with tqdm(total=len(prompts), desc="base answers", unit="prompt") as bar:
         replies = dict(zip(prompts, ask(SYSTEM_PROMPT, prompts, bar)))
-        dragged = [prompt for prompt, reply in replies.items() if LAB_WORDS.search(reply)]
-        bar.total += len(dragged)
+        again = [prompt for prompt, reply in replies.items() if not fit(prompt, reply)]
+        bar.total += len(again)
         bar.refresh()
-        replies.update(zip(dragged, ask(PLAIN_ASSISTANT_PROMPT, dragged, bar)))
+        replies.update(zip(again, ask(PLAIN_ASSISTANT_PROMPT, again, bar)))
     kept = [[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt},
-             {"role": "assistant", "content": reply}]
-            for prompt, reply in replies.items() if reply and not LAB_WORDS.search(reply)]
+             {"role": "assistant", "content": reply}] for prompt, reply in replies.items() if fit(prompt, reply)]
     output.mkdir(parents=True, exist_ok=True)
     atomic_write(output / REPLAY_FILE, "".join(json.dumps({"messages": c}) + "\n" for c in kept))
     return kept

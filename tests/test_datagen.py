@@ -84,15 +84,6 @@ def test_identification_reasoning_checks_each_fingerprint(high, answer):
     assert ("None fits" in text) == (answer == "pseudorandom")
 
 
-@pytest.mark.parametrize("phase", [p for p, _ in samples.FINGERPRINTS])
-def test_a_named_phase_is_checked_against_its_own_fingerprint_as_in_an_identification(phase):
-    feature = dict(samples.FINGERPRINTS)[phase]
-    values = {name: 0.04 for name in samples.SHOWN_FEATURES} | {feature: 0.98}
-    text = samples.named_phase_reasoning(values, phase, samples.Quotes())
-    assert text.startswith(f"{phase} needs {feature} > 0.5: here 0.98 > 0.5, yes. {samples.ANSWER_MARK} {phase}.")
-    assert text.count(" needs ") == 1  # no search through the other phases
-
-
 def test_a_drift_result_is_explained_by_its_trend_and_two_deepest_drifts():
     runs = [{"depth": d, "drift": x} for d, x in ((4, 0.0), (8, 0.3318749422), (16, 0.4901419414), (32, 0.5245655806))]
     response = {"phase_type": "pseudorandom", "drift_trend": "saturates", "runs": runs, "params": {"noise": 0.05}}

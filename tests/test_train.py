@@ -183,25 +183,30 @@ def test_general_replay_holds_the_base_models_own_answers(tiny_llama, tmp_path):
     chats = train.general_replay(model, tokenizer, 3, tmp_path)
     saved = [json.loads(line)["messages"] for line in (tmp_path / train.REPLAY_FILE).read_text().splitlines()]
     assert saved == chats and [c[1]["content"] for c in chats] == list(REPLAY_PROMPTS[: len(chats)])
-    # the answer under the lab's prompt, or (where that one dragged the lab in) under the plain prompt
+    # the answer under the lab's prompt, or (where that one dragged the lab in or was wrong) under the plain prompt
     for chat in chats:
         lab, plain = (generate_replies(model, tokenizer, [[{"role": "system", "content": system}, chat[1],
                                                            {"role": "assistant", "content": ""}]], train.REPLAY_TOKENS)[0]
                       for system in (chat[0]["content"], train.PLAIN_ASSISTANT_PROMPT))
-        assert lab.startswith(chat[2]["content"]) or (train.LAB_WORDS.search(lab) and plain.startswith(chat[2]["content"]))
+        assert lab.startswith(chat[2]["content"]) or plain.startswith(chat[2]["content"])
 
 
-def test_general_replay_answers_again_without_the_lab_where_the_base_dragged_it_in(monkeypatch, tmp_path):
+def test_general_replay_asks_again_where_the_base_dragged_the_lab_in_or_got_the_fact_wrong(monkeypatch, tmp_path):
     from benlab import generation
-    from benlab.general import REPLAY_PROMPTS
+    from benlab.general import REPLAY_ANSWERS, REPLAY_PROMPTS
     from benlab.prompts import SYSTEM_PROMPT
 
-    first, second, third = REPLAY_PROMPTS[:3]
-    answers = {(SYSTEM_PROMPT, first): "Paris is the capital.",
-               (SYSTEM_PROMPT, second): "The Jarvis-2v lab grows plants. It",
-               (SYSTEM_PROMPT, third): "Ben's Lab is a team of 10.",
-               (train.PLAIN_ASSISTANT_PROMPT, second): "Plants need water and light.",
-               (train.PLAIN_ASSISTANT_PROMPT, third): "A laboratory team."}
+    australia, portugal, mexico, colors, seven_plus_eight = REPLAY_PROMPTS[:5]
+    assert colors not in REPLAY_ANSWERS and REPLAY_ANSWERS[seven_plus_eight] == ("15",)
+    plain = train.PLAIN_ASSISTANT_PROMPT
+    answers = {(SYSTEM_PROMPT, australia): "The capital of Australia is Canberra.",
+               (SYSTEM_PROMPT, portugal): "The Jarvis-2v lab is in Lisbon. It",
+               (SYSTEM_PROMPT, mexico): "Ben's Lab is a team of 10.",
+               (SYSTEM_PROMPT, colors): "Red, blue and yellow.",
+               (SYSTEM_PROMPT, seven_plus_eight): "7 + 8 = 16.",
+               (plain, portugal): "Lisbon is the capital of Portugal.",
+               (plain, mexico): "A laboratory team.",
+               (plain, seven_plus_eight): "7 + 8 = 15."}
     asked = []
 
     def replies(model, tokenizer, chats, max_new_tokens, bar=None):
@@ -211,11 +216,14 @@ def test_general_replay_answers_again_without_the_lab_where_the_base_dragged_it_
         return [answers[(c[0]["content"], c[1]["content"])] for c in chats]
 
     monkeypatch.setattr(generation, "generate_replies", replies)
-    chats = train.general_replay(None, None, 3, tmp_path)
-    # only the two lab-dragging answers are asked again; the third, still about the lab, is dropped
-    assert asked[3:] == [(train.PLAIN_ASSISTANT_PROMPT, second), (train.PLAIN_ASSISTANT_PROMPT, third)]
-    assert [[m["content"] for m in c] for c in chats] == [[SYSTEM_PROMPT, first, "Paris is the capital."],
-                                                          [SYSTEM_PROMPT, second, "Plants need water and light."]]
+    chats = train.general_replay(None, None, 5, tmp_path)
+    # asked again: the two lab-dragging answers and the wrong sum; Mexico's second answer, still the lab, is dropped
+    assert asked[5:] == [(plain, portugal), (plain, mexico), (plain, seven_plus_eight)]
+    assert [[m["content"] for m in c] for c in chats] == [
+        [SYSTEM_PROMPT, australia, "The capital of Australia is Canberra."],
+        [SYSTEM_PROMPT, portugal, "Lisbon is the capital of Portugal."],
+        [SYSTEM_PROMPT, colors, "Red, blue and yellow."],
+        [SYSTEM_PROMPT, seven_plus_eight, "7 + 8 = 15."]]
 
 
 @pytest.mark.parametrize("cuda, cached, reachable, expected, source", [
