@@ -73,6 +73,12 @@ MUTATIONS = [
     ("a drift result explained with every depth's drift again", "benlab/samples.py",
      'deepest = response["runs"][-2:]', 'deepest = response["runs"]',
      "tests/test_datagen.py::test_a_drift_result_is_explained_by_its_trend_and_two_deepest_drifts"),
+    ("comparison drills point the sign the wrong way", "benlab/number_drills.py",
+     'sign = ">" if winner == "Run A" else "<"', 'sign = "<" if winner == "Run A" else ">"',
+     "tests/test_grounding.py::test_the_drills_work_the_comparison_and_the_product_right"),
+    ("product drills multiply the wrong drift", "benlab/number_drills.py",
+     'level = f"{0.8 * float(last_text):.3f}"', 'level = f"{0.8 * float(prev_text):.3f}"',
+     "tests/test_grounding.py::test_the_drills_work_the_comparison_and_the_product_right"),
 ]
 
 

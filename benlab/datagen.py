@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from benlab import samples, tool_samples, tools
+from benlab import number_drills, samples, tool_samples, tools
 from benlab.common import BenLabError, atomic_write, remove_leftover_temporaries
 from benlab.lab_client import LabClient
 from benlab.lab_server import LocalLab, stop_all
@@ -285,7 +285,7 @@ def raw_tri_comparison(a: dict, b: dict, rng: random.Random) -> dict:
 
 def lab_free_samples(seed: int, counts: Counts, split: str) -> list[dict]:
     """Samples that need no lab run: requests that become a TOOL line, measurement questions without a result,
-    requests the lab cannot run, the lab's concepts; for the evaluation also the scripted lab sessions."""
+    requests the lab cannot run, the lab's concepts, arithmetic drills; for the evaluation also the scripted lab sessions."""
     n_calls, n_measure = round(3.5 * counts.loop), round(0.8 * counts.loop)
     if split == "eval":  # they cost no lab time: enough for a share to mean something
         n_calls, n_measure = HELD_OUT_TOOL_CALLS, HELD_OUT_QUESTIONS
@@ -302,6 +302,8 @@ def lab_free_samples(seed: int, counts: Counts, split: str) -> list[dict]:
     rows += tool_samples.concept_samples(split)
     if split == "train":
         rows += tool_samples.phase_name_samples()
+        # three drills per comparison run and sweep: the steps of their rules (benlab/number_drills.py)
+        rows += number_drills.drill_samples(job_rng(seed, "train/drills"), 3 * (counts.tri + counts.drift))
         rows += [tool_samples.refusal_sample(job_rng(seed, f"train/refusal/{i}"), split) for i in range(counts.loop // 4)]
     else:
         rows += [tool_samples.lab_session(job_rng(seed, f"eval/session/{i}"),

@@ -3,6 +3,7 @@ derivation, a rule constant, or the documentation page the answer cites; and wha
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,33 @@ def test_a_tri_comparison_names_the_larger_run_next_to_the_sign(default_data):
         sign = re.search(r"Run A's ([\d.]+) ([<>]) Run B's ([\d.]+), so (Run [AB]) is larger", answer)
         assert sign and sign.group(4) == winner == ("Run A" if sign.group(2) == ">" else "Run B"), answer
         assert (float(sign.group(1)) > float(sign.group(3))) == (sign.group(2) == ">"), answer
+
+
+def test_the_drills_work_the_comparison_and_the_product_right(default_data):
+    rows = [json.loads(line) for line in default_data[0].read_text().splitlines()]
+    drills = [r for r in rows if r["meta"]["kind"] == "number_drill"]
+    assert len(drills) >= 200
+    compares, products, same_whole = Counter(), Counter(), 0
+    for row in drills:
+        question, answer = row["messages"][1]["content"], row["messages"][-1]["content"]
+        sign = re.fullmatch(r"To one decimal Run A's ([\d.]+) ([<>]) Run B's ([\d.]+), so (Run [AB]) is larger\. "
+                            r"Answer: (Run [AB])\.", answer)
+        if sign:
+            a, b = (float(x) for x in re.findall(r"\d\.\d{3}", question))
+            assert (a > b) == (sign.group(2) == ">") and sign.group(4) == sign.group(5) == row["meta"]["answer"]
+            assert sign.group(1) == f"{a:.3f}"[:3] and sign.group(3) == f"{b:.3f}"[:3], answer
+            compares[sign.group(4)] += 1
+            same_whole += sign.group(1)[0] == sign.group(3)[0]
+            continue
+        product = re.fullmatch(r"0\.8 × ([\d.]+) = ([\d.]+), and ([\d.]+) ([<>]) ([\d.]+), (yes|no)\.", answer)
+        assert product, answer
+        last, level, previous = float(product.group(1)), product.group(2), float(product.group(3))
+        assert level == f"{0.8 * last:.3f}" == product.group(5) and product.group(1) in question
+        assert (previous > float(level)) == (product.group(4) == ">") == (product.group(6) == "yes"), answer
+        products[product.group(6)] += 1
+    # both verdicts often, and mostly the same whole part, where the model went wrong (benlab/number_drills.py)
+    assert min(compares.values()) >= 0.3 * len(drills) / 2 and min(products.values()) >= 0.3 * len(drills) / 2
+    assert same_whole >= 0.5 * sum(compares.values())
 
 
 def test_a_raw_phase_result_is_explained_by_the_phase_it_names(default_data):
