@@ -212,7 +212,7 @@ REPLAY_ANSWERS = {
     "How many weeks are in a year?": ("52",),
     "How many millimeters are in a centimeter?": ("10", "ten"),
     "What is the chemical symbol for gold?": ("au",),
-    "Is 17 a prime number?": ("yes",),
+    "Is 17 a prime number?": ("yes", "is a prime", "17 is prime"),
     "What is the square root of 81?": ("9", "nine"),
     "Convert 2 hours into minutes.": ("120",),
     "What is the largest mammal?": ("whale",),
