@@ -50,11 +50,10 @@ def compare_sample(rng: random.Random) -> dict:
 
 
 def product_sample(rng: random.Random) -> dict:
-    """A second-last drift against 0.8 × the last, worded as samples.drift_rule works the saturation rule; the
-    previous drift well above, well below or near 0.8 × the last (where a product off by a few hundredths flips
-    the verdict), a third each."""
+    """A second-last drift against 0.8 × the last, worded as samples.drift_rule works the saturation rule; half
+    of the pairs saturate."""
     last = rng.randrange(20, 900) / 1000
-    share = rng.uniform(*rng.choice([(0.85, 1.05), (0.3, 0.75), (0.72, 0.9)]))
+    share = rng.uniform(0.85, 1.05) if rng.random() < 0.5 else rng.uniform(0.3, 0.75)
     last_text, prev_text = f"{last:.3f}", f"{min(last * share, 0.999):.3f}"
     level = f"{0.8 * float(last_text):.3f}"
     above = float(prev_text) > float(level)
@@ -66,6 +65,7 @@ def product_sample(rng: random.Random) -> dict:
 
 
 def drill_samples(rng: random.Random, n: int) -> list[dict]:
-    """n drills: one comparison, then two products. With half of each (run 15) TRI comparisons were all right and
-    the drift verdicts still wrong on 6 of 24 sweeps, on products off by 0.02-0.08 and the sign after them."""
-    return [compare_sample(rng) if i % 3 == 0 else product_sample(rng) for i in range(n)]
+    """n drills, alternating a comparison and a product. One comparison to two products (4 per run instead of 3, a
+    third of the products near the 0.8 threshold) measured worse in run 16: drift_class 58.3% (75.0% with these),
+    tri_comparison 90.5% (100%), result_tri_compare 76.2% (100%)."""
+    return [compare_sample(rng) if i % 2 == 0 else product_sample(rng) for i in range(n)]

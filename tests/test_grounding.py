@@ -152,8 +152,7 @@ def test_the_drills_work_the_comparison_and_the_product_right(default_data):
         assert (previous > float(level)) == (product.group(4) == ">") == (product.group(6) == "yes"), answer
         products[product.group(6)] += 1
     # both verdicts often, and mostly the same whole part, where the model went wrong (benlab/number_drills.py)
-    assert sum(compares.values()) >= 100 and sum(products.values()) >= 200
-    assert min(compares.values()) >= 0.3 * sum(compares.values()) and min(products.values()) >= 0.3 * sum(products.values())
+    assert min(compares.values()) >= 0.3 * len(drills) / 2 and min(products.values()) >= 0.3 * len(drills) / 2
     assert same_whole >= 0.5 * sum(compares.values())
 
 
