@@ -79,9 +79,6 @@ MUTATIONS = [
     ("product drills multiply the wrong drift", "benlab/number_drills.py",
      'level = f"{0.8 * float(last_text):.3f}"', 'level = f"{0.8 * float(prev_text):.3f}"',
      "tests/test_grounding.py::test_the_drills_work_the_comparison_and_the_product_right"),
-    ("number questions all under the plain prompt again", "benlab/datagen.py",
-     "enumerate(numbered[::3])", "enumerate(numbered[:0])",
-     "tests/test_grounding.py::test_numbers_in_the_question_are_answered_without_the_lab_under_protocol_prompts_too"),
 ]
 
 

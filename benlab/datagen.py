@@ -270,21 +270,7 @@ def build_samples(jobs: list[Job], responses: dict[str, dict], seed: int, counts
                         out.append(raw_tri_comparison(a, b, rng))
     train += lab_free_samples(seed, counts, "train")
     held_out += lab_free_samples(seed, counts, "eval")
-    return with_protocol_prompts(train), held_out, skipped
-
-
-NUMBER_QUESTIONS = ("tri_comparison", "drift_class", "number_drill")
-
-
-def with_protocol_prompts(rows: list[dict]) -> list[dict]:
-    """Every third question that brings its own numbers (TRI pairs, drift sweeps, drills) asked under a TOOL-protocol
-    system prompt instead of the plain one, so that numbers typed into a chat_with_lab.py chat are answered from the
-    question: with all of them under the plain prompt, run 15's model sent "Which is larger, a TRI of 1.34 or one of
-    1.71?" to the lab as a tri call with made-up arguments."""
-    numbered = [row for row in rows if row["meta"]["kind"] in NUMBER_QUESTIONS]
-    for i, row in enumerate(numbered[::3]):
-        row["messages"][0]["content"] = tools.TRAIN_PROTOCOL_PROMPTS[i % len(tools.TRAIN_PROTOCOL_PROMPTS)]
-    return rows
+    return train, held_out, skipped
 
 
 def raw_tri_comparison(a: dict, b: dict, rng: random.Random) -> dict:

@@ -156,15 +156,6 @@ def test_the_drills_work_the_comparison_and_the_product_right(default_data):
     assert same_whole >= 0.5 * sum(compares.values())
 
 
-def test_numbers_in_the_question_are_answered_without_the_lab_under_protocol_prompts_too(default_data):
-    rows = [json.loads(line) for line in default_data[0].read_text().splitlines()]
-    numbered = [r for r in rows if r["meta"]["kind"] in datagen.NUMBER_QUESTIONS]
-    under_protocol = [r for r in numbered if r["messages"][0]["content"] in tools.TRAIN_PROTOCOL_PROMPTS]
-    assert len(numbered) >= 300 and 0.3 <= len(under_protocol) / len(numbered) <= 0.4
-    assert {r["meta"]["kind"] for r in under_protocol} == set(datagen.NUMBER_QUESTIONS)
-    assert not any("TOOL:" in r["messages"][-1]["content"] for r in numbered)
-
-
 def test_a_raw_phase_result_is_explained_by_the_phase_it_names(default_data):
     rows = [json.loads(line) for path in default_data for line in path.read_text().splitlines()]
     explained = [r for r in rows if r["meta"]["kind"] in ("tool_result", "result_phase")
