@@ -50,8 +50,9 @@ def compare_sample(rng: random.Random) -> dict:
 
 
 def product_sample(rng: random.Random) -> dict:
-    """A second-last drift against 0.8 × the last, worded as samples.drift_rule works the saturation rule; half
-    of the pairs saturate."""
+    """A second-last drift against 0.8 × the last, worded as samples.drift_rule works the saturation rule (0.8 is
+    its ratio for the default depth factors, the sweeps the data and the evaluation use); half of the pairs
+    saturate."""
     last = rng.randrange(20, 900) / 1000
     share = rng.uniform(0.85, 1.05) if rng.random() < 0.5 else rng.uniform(0.3, 0.75)
     last_text, prev_text = f"{last:.3f}", f"{min(last * share, 0.999):.3f}"
