@@ -33,7 +33,10 @@ CONCEPTS = (
          # several names in one question: the answer lists all four (a one-phase answer names one)
          "What are the phase_type names of the ferromagnet, the SPT phase, the product state and the random circuit?",
          "Map the GHZ state, the cluster state, the paramagnet and the scrambled state to lab phases.",
-         "Which lab phases are the ordered phase, the cluster phase, the trivial phase and the pseudorandom one?"),
+         "Which lab phases are the ordered phase, the cluster phase, the trivial phase and the pseudorandom one?",
+         "Which phase names does the lab use for the GHZ, cluster, paramagnetic and scrambled states?",
+         "Give the phase_type of the ordered phase, the topological phase, the trivial phase and the random phase.",
+         "How do the lab's phase_type values map to the usual names?", "What is the lab's name for the paramagnet?"),
         # Both ask for all four names: the key facts are the four phase_type values.
         ("Which phase_type is each of the cat state, the cluster state, the paramagnet and the scrambled state?",
          "What are the lab's names for the ordered, SPT, paramagnetic and random phases?"),
@@ -45,7 +48,10 @@ CONCEPTS = (
     Concept(
         "ising phase", "docs/lab/phases.md",
         ("What is the ising_symmetry_breaking phase?", "Explain the Ising symmetry-breaking phase of the lab.",
-         "What state does the ordered (ferromagnet) phase prepare?", "Tell me about the GHZ-like phase in the lab."),
+         "What state does the ordered (ferromagnet) phase prepare?", "Tell me about the GHZ-like phase in the lab.",
+         "What kind of state is ising_symmetry_breaking?", "What do the shots of the ferromagnet phase look like?",
+         "Which physics does the ordered phase model?", "Why is the ferromagnet's |m| near 1?",
+         "What is the cat-state phase of the lab?", "How does the lab make the GHZ state?"),
         ("What does ising_symmetry_breaking simulate?", "Describe the lab's ordered phase."),
         "ising_symmetry_breaking is the ordered ferromagnet: a GHZ-like cat state √b|0…0> + √(1−b)|1…1>, made by "
         "tilting qubit 0 and copying it down the chain with CNOTs. Each shot collapses to all-up or all-down, so the "
@@ -56,7 +62,10 @@ CONCEPTS = (
     Concept(
         "cluster phase", "docs/lab/phases.md",
         ("What is the spt_cluster phase?", "Explain the SPT cluster state of the Jarvis lab.",
-         "What makes the cluster phase topological?", "How is the cluster state prepared in the lab?"),
+         "What makes the cluster phase topological?", "How is the cluster state prepared in the lab?",
+         "What kind of order does the cluster state have?", "What is the SPT phase of the lab?",
+         "How do I recognise the cluster phase?", "What does spt_cluster model?",
+         "Why is the cluster state called topological?", "What hides the order of the cluster state?"),
         ("Describe the symmetry-protected topological phase of the lab.", "What is special about spt_cluster?"),
         "spt_cluster is the 1D cluster state, a symmetry-protected topological (SPT) phase: every qubit is tilted, "
         "then CZ acts on every neighbouring pair. Its order is hidden: the stabilizers Z X Z and the end-to-end "
@@ -67,7 +76,10 @@ CONCEPTS = (
     Concept(
         "trivial phase", "docs/lab/phases.md",
         ("What is the trivial_product phase?", "Explain the trivial product (paramagnet) state.",
-         "What does the paramagnetic phase look like in the lab?", "Tell me about the product-state phase."),
+         "What does the paramagnetic phase look like in the lab?", "Tell me about the product-state phase.",
+         "What kind of state is trivial_product?", "What does the product-state phase model?",
+         "What do the features of the paramagnet look like?", "Why is the trivial phase called trivial?",
+         "Which phase has no entanglement?"),
         ("Describe trivial_product.", "What is the lab's paramagnet?"),
         "trivial_product is the product state: every qubit is tilted on its own, with no gates between them "
         "(b = 0.5 gives the paramagnet |+>^N). It has zero entanglement and no correlations; its fingerprint is "
@@ -77,7 +89,11 @@ CONCEPTS = (
     Concept(
         "pseudorandom phase", "docs/lab/phases.md",
         ("What is the pseudorandom phase?", "Explain the scrambled (random circuit) phase of the lab.",
-         "What happens in a pseudorandom experiment?", "Tell me about the random brickwork circuits."),
+         "What happens in a pseudorandom experiment?", "Tell me about the random brickwork circuits.",
+         "What kind of state does the pseudorandom phase prepare?",
+         "What do the features of a random-circuit run look like?",
+         "Why is the entanglement of the scrambled phase high?", "What does the pseudorandom phase model?",
+         "How does the random-circuit phase differ from the others?"),
         ("Describe the pseudorandom phase.", "What does a scrambled state look like in the lab?"),
         "pseudorandom scrambles the tilted product state with depth layers of Haar-random two-qubit gates in a "
         "brickwork. Every order parameter ends near 0, and the half-chain entanglement approaches the Page value "
@@ -87,7 +103,9 @@ CONCEPTS = (
     Concept(
         "bias", "docs/lab/phases.md",
         ("What does the bias parameter do?", "Explain bias in lab requests.", "What is b in the Jarvis lab?",
-         "How does bias change the starting state?"),
+         "How does bias change the starting state?",
+         "What does b control in an experiment?", "How does the bias parameter affect the state?",
+         "What happens at bias 0.5?", "What is the bias of a run?", "Why does the magnetization follow the bias?"),
         ("What is the bias knob of an experiment?", "What does setting bias change?"),
         "bias b (0–1, default 0.5) sets the single-qubit state the circuit starts from, √b|0> + √(1−b)|1>: "
         "b = 0.5 is |+>, b = 1 is |0>, b = 0 is |1>. The starting magnetization is 2b − 1.",
@@ -96,7 +114,10 @@ CONCEPTS = (
     Concept(
         "noise and depth", "docs/lab/phases.md",
         ("What does noise do in the lab?", "What are depth and noise in a lab request?",
-         "Why do order parameters decay with depth?", "Explain the coherent errors of the lab."),
+         "Why do order parameters decay with depth?", "Explain the coherent errors of the lab.",
+         "What does the noise setting change?", "What happens when I add more layers?",
+         "How do errors build up with depth?", "What happens at noise 0?",
+         "Why does a deeper circuit lose its order?", "What does depth mean in a lab request?"),
         ("How does the noise parameter affect an experiment?", "What happens as the circuit gets deeper?"),
         "Each of the depth layers ends with a small coherent error on every qubit, Rx·Rz with angles drawn from "
         "Normal(0, noise²) (default noise 0.05 rad). With noise 0 a structured phase stays exactly in its ideal "
@@ -107,7 +128,10 @@ CONCEPTS = (
     Concept(
         "features", "docs/lab/features.md",
         ("What features does the lab measure?", "List the lab's features.", "What is in feature_vector?",
-         "Which ten numbers describe a run?"),
+         "Which ten numbers describe a run?",
+         "Which numbers are in a run's feature vector?", "What does each feature of a run mean?",
+         "What does the lab report for each run?", "Name the features in feature_names.",
+         "What quantities does a phase experiment return?"),
         ("What are the ten features of a run?", "What does feature_vector contain?"),
         "Ten features, in the order of feature_names: magnetization, abs_magnetization, x_magnetization, "
         "zz_nearest, zz_long_range, correlation_length_norm, string_order, stabilizer_mean, entanglement_norm and "
@@ -118,7 +142,10 @@ CONCEPTS = (
     Concept(
         "telling phases apart", "docs/lab/features.md",
         ("How do I tell the four phases apart?", "How does ben-lab identify a phase from its features?",
-         "Which feature is each phase's fingerprint?", "What rule identifies the phase of a run?"),
+         "Which feature is each phase's fingerprint?", "What rule identifies the phase of a run?",
+         "How do you read the phase off a run's features?", "Which features decide the phase?",
+         "How is a run's phase decided from its features?", "What threshold tells the phases apart?",
+         "How would I classify a run by hand?"),
         ("Given a feature vector, how do you find the phase?", "What are the fingerprints of the phases?"),
         "Check the fingerprints in order, each as feature > 0.5: stabilizer_mean → spt_cluster, "
         "correlation_length_norm → ising_symmetry_breaking, x_magnetization → trivial_product; if none is above "
@@ -128,7 +155,10 @@ CONCEPTS = (
     Concept(
         "string order", "docs/lab/features.md",
         ("What is string_order?", "What does the string order measure?", "Why does string order matter?",
-         "Explain stabilizer_mean and string_order."),
+         "Explain stabilizer_mean and string_order.",
+         "What does a string order near 1 mean?", "Which feature shows the cluster state's hidden order?",
+         "How is the string order measured?", "What does stabilizer_mean measure?",
+         "Where does the string order come from?", "What does a string order near 0 tell me?"),
         ("What is the string order parameter?", "Which phase has a large string order?"),
         "string_order is ⟨K_1 K_2 … K_N−2⟩, the product of the cluster stabilizers K_i = Z_i−1 X_i Z_i+1; "
         "stabilizer_mean is their mean. Both are near 1 for the SPT cluster phase and near 0 for the others: the "
@@ -138,7 +168,10 @@ CONCEPTS = (
     Concept(
         "entanglement", "docs/lab/features.md",
         ("What is entanglement_norm?", "What does the entanglement feature measure?",
-         "How is half-chain entanglement reported?", "What is the Page value?"),
+         "How is half-chain entanglement reported?", "What is the Page value?",
+         "What does the half-chain entanglement measure?", "How is the entanglement normalised?",
+         "Which phase has the most entanglement?", "What is the entanglement of a product state?",
+         "What entanglement should I expect for a random state?"),
         ("What does entanglement_norm tell me?", "Explain the entanglement numbers of a run."),
         "entanglement_norm is the half-chain von Neumann entropy divided by the Page value, the entropy of a "
         "Haar-random state; the summary also gives entanglement_entropy and page_entropy in nats. The trivial "
@@ -149,7 +182,9 @@ CONCEPTS = (
     Concept(
         "TRI", "docs/lab/tri.md",
         ("What is TRI?", "What does time-reversal instability measure?", "Explain the tri endpoint.",
-         "What TRI should I expect for each phase?"),
+         "What TRI should I expect for each phase?",
+         "What goes into the TRI number?", "What are the two runs of a TRI test?", "What is the formula behind TRI?",
+         "What TRI does a symmetric circuit give?", "What does a TRI near 0 mean?"),
         ("What does the TRI of a run tell me?", "How is the time-reversal instability computed?"),
         "TRI (time-reversal instability) runs the same circuit at bias b and at the mirrored bias 1 − b and is the "
         "L2 distance between the two feature vectors. The ising, cluster and trivial circuits respect the spin "
@@ -160,7 +195,10 @@ CONCEPTS = (
     Concept(
         "Loschmidt echo", "docs/lab/tri.md",
         ("What is the Loschmidt echo?", "What does loschmidt_echo mean?", "Why is the ising echo low?",
-         "Explain the echo in a TRI result."),
+         "Explain the echo in a TRI result.",
+         "What does the echo of a TRI run tell me?", "Why is the echo of the cat state so low?",
+         "How is the Loschmidt echo measured?", "What does an echo near 1 mean?",
+         "Which phase comes back best after a reversed run?"),
         ("What does the loschmidt_echo field measure?", "How reversible is each phase?"),
         "loschmidt_echo runs the circuit forward, then its exact inverse with a small kick on every qubit, and "
         "measures the probability of getting back to |0…0>; 1 means perfectly reversible. The ising cat state is "
@@ -171,7 +209,9 @@ CONCEPTS = (
     Concept(
         "replay drift", "docs/lab/replay_drift.md",
         ("What does replay drift measure?", "Explain the replay_drift endpoint.",
-         "What do Grows, Saturates and Flat mean?", "What is drift_trend?"),
+         "What do Grows, Saturates and Flat mean?", "What is drift_trend?",
+         "What does a replay-drift sweep do?", "How does the lab decide Grows, Saturates or Flat?",
+         "What does drift_trend tell me?", "What is the drift between two depths?", "When is a drift sweep Flat?"),
         ("What is replay drift in the lab?", "How is a replay-drift sweep classified?"),
         "replay_drift runs one phase at the same seed at depths base_depth × factor; a deeper run replays the "
         "shallower circuit and keeps going. Each run's drift is the L2 distance of its features to the first run's. "
@@ -182,7 +222,10 @@ CONCEPTS = (
     Concept(
         "discovery", "docs/lab/discovery.md",
         ("What does discovery do?", "Explain the discovery endpoint.", "What are purity and ARI?",
-         "How does the lab cluster phases without labels?"),
+         "How does the lab cluster phases without labels?",
+         "How does the discovery endpoint group runs?", "What does a purity of 1 mean?",
+         "What is the adjusted Rand index?", "What does discovery tell me about the phases?",
+         "What does the ARI of a discovery run measure?"),
         ("What is unsupervised discovery in the lab?", "What do purity and adjusted_rand_index mean?"),
         "discovery runs num_per_phase experiments of each listed phase and clusters their feature vectors with "
         "k-means (k defaults to the number of phases). purity is the fraction of runs in a cluster whose majority "
@@ -194,7 +237,10 @@ CONCEPTS = (
     Concept(
         "limits", "docs/lab/README.md",
         ("What are the lab's limits?", "How many qubits can the lab simulate?", "What is the largest system size?",
-         "Why was my request refused with 422?"),
+         "Why was my request refused with 422?",
+         "What is the biggest experiment the lab can run?", "How deep can a circuit be at 20 qubits?",
+         "What is the largest system_size I can ask for?", "Why does the lab refuse large requests?",
+         "How many qubits and layers can I request?"),
         ("What system sizes and depths does the lab accept?", "What is the maximum number of qubits?"),
         "The lab keeps every amplitude of an exact state vector, so system_size is 4–20 and depth 1–64, with "
         "depth × 2^system_size ≤ 8,388,608 (at 20 qubits, depth ≤ 8). A request outside these gets HTTP 422 with "

@@ -57,9 +57,8 @@ def product_sample(rng: random.Random) -> dict:
     share = rng.uniform(0.85, 1.05) if rng.random() < 0.5 else rng.uniform(0.3, 0.75)
     last_text, prev_text = f"{last:.3f}", f"{min(last * share, 0.999):.3f}"
     level = f"{0.8 * float(last_text):.3f}"
-    above = float(prev_text) > float(level)
-    output = (f"0.8 × {last_text} = {level}, and {prev_text} {'>' if above else '<'} {level}, "
-              f"{'yes' if above else 'no'}.")
+    above, comparison = samples.level_comparison(prev_text, level)
+    output = f"0.8 × {last_text} = {level}; {comparison}, {'yes' if above else 'no'}."
     question = rng.choice(PRODUCT_QUESTIONS).format(prev=prev_text, last=last_text)
     return samples.make_sample("number_drill", question, "", output, {}, Quotes(), answer="yes" if above else "no",
                                choices=["yes", "no"])
