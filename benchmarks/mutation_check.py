@@ -79,6 +79,10 @@ MUTATIONS = [
     ("product drills multiply the wrong drift", "benlab/number_drills.py",
      'level = f"{0.8 * float(last_text):.3f}"', 'level = f"{0.8 * float(prev_text):.3f}"',
      "tests/test_grounding.py::test_the_drills_work_the_comparison_and_the_product_right"),
+    ("a drift quoted at the wrong depth passes", "benlab/skills.py",
+     "if int(depth) not in drift_at or not grounding.matches(value, drift_at[int(depth)])",
+     "if int(depth) not in drift_at",
+     "tests/test_skills.py::test_a_drift_quoted_at_another_depth_is_not_quoted_right"),
 ]
 
 

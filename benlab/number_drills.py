@@ -57,8 +57,9 @@ def product_sample(rng: random.Random) -> dict:
     share = rng.uniform(0.85, 1.05) if rng.random() < 0.5 else rng.uniform(0.3, 0.75)
     last_text, prev_text = f"{last:.3f}", f"{min(last * share, 0.999):.3f}"
     level = f"{0.8 * float(last_text):.3f}"
-    above, comparison = samples.level_comparison(prev_text, level)
-    output = f"0.8 × {last_text} = {level}; {comparison}, {'yes' if above else 'no'}."
+    above = float(prev_text) > float(level)
+    output = (f"0.8 × {last_text} = {level}, and {prev_text} {'>' if above else '<'} {level}, "
+              f"{'yes' if above else 'no'}.")
     question = rng.choice(PRODUCT_QUESTIONS).format(prev=prev_text, last=last_text)
     return samples.make_sample("number_drill", question, "", output, {}, Quotes(), answer="yes" if above else "no",
                                choices=["yes", "no"])
@@ -67,5 +68,8 @@ def product_sample(rng: random.Random) -> dict:
 def drill_samples(rng: random.Random, n: int) -> list[dict]:
     """n drills, alternating a comparison and a product. One comparison to two products (4 per run instead of 3, a
     third of the products near the 0.8 threshold) measured worse in run 16: drift_class 58.3% (75.0% with these),
-    tri_comparison 90.5% (100%), result_tri_compare 76.2% (100%)."""
+    tri_comparison 90.5% (100%), result_tri_compare 76.2% (100%). Comparing the drift with the product cut to two
+    decimals, as TRIs are cut to one ("0.8 × 0.136 = 0.109; to two decimals 0.12 > 0.10, yes", in the sweeps and
+    these drills) measured worse too, run 18: drift_class 50.0% on 2 CPU cores and 50.0% on a GPU, the signs near
+    random ("0.26 > 0.62", "0.12 < 0.10") and mostly ">"."""
     return [compare_sample(rng) if i % 2 == 0 else product_sample(rng) for i in range(n)]

@@ -226,22 +226,10 @@ COMPARE_TRI = (
 )
 
 
-def one_decimal(text: str, places: int = 1) -> str:
-    """A quoted number cut to `places` decimals, digit by digit (what a reader does to compare two numbers)."""
+def one_decimal(text: str) -> str:
+    """A quoted number cut to one decimal, digit by digit (what a reader does to compare two numbers)."""
     whole, _, frac = text.partition(".")
-    return f"{whole}.{(frac + '0' * places)[:places]}"
-
-
-def level_comparison(previous: str, level: str) -> tuple[bool, str]:
-    """Whether a quoted drift is above a quoted level, compared as tri_comparison compares TRIs: cut to two decimals,
-    and to three only where the two decimals are the same. Run 15 wrote "0.340 < 0.272" and "0.129 < 0.110" when
-    comparing all three decimals at once, while the one-decimal TRI comparisons were all right."""
-    above = float(previous) > float(level)
-    sign = ">" if above else ("<" if float(previous) < float(level) else "=")
-    short_previous, short_level = one_decimal(previous, 2), one_decimal(level, 2)
-    if short_previous != short_level:
-        return above, f"to two decimals {short_previous} {sign} {short_level}"
-    return above, f"to two decimals both {short_previous}, to three {previous} {sign} {level}"
+    return f"{whole}.{(frac + '0')[0]}"
 
 
 def tri_comparison(a: dict, b: dict, rng: random.Random, kind: str = "tri_comparison") -> dict:
@@ -332,9 +320,10 @@ def drift_rule(response: dict, drift_texts: list[str]) -> str:
     formula = "" if ratio_text == "0.8" else f" (1 − 0.35 × {step}/{span} = {ratio_text})"
     last, previous = drift_texts[-1], drift_texts[-2]
     level = f"{float(ratio_text) * float(last):.3f}"
-    saturates, comparison = level_comparison(previous, level)
-    text += (f" Saturates needs the depth-{depths[-2]} drift {previous} above {ratio_text} × the depth-{depths[-1]} "
-             f"drift{formula}: {ratio_text} × {last} = {level}; {comparison}, {'yes' if saturates else 'no'}.")
+    saturates = float(previous) > float(level)
+    text += (f" Saturates needs the depth-{depths[-2]} drift above {ratio_text} × the depth-{depths[-1]} drift"
+             f"{formula}: {ratio_text} × {last} = {level}, and {previous} {'>' if saturates else '<'} {level}, "
+             f"{'yes' if saturates else 'no'}.")
     return f"{text} {ANSWER_MARK} {'Saturates' if saturates else 'Grows'}."
 
 

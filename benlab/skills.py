@@ -3,6 +3,7 @@ The evaluation (benlab/evaluate.py) generates the answers and builds the report 
 
 from __future__ import annotations
 
+import json
 import re
 
 from benlab import grounding, tools
@@ -53,6 +54,20 @@ def context_text(row: dict) -> str:
     return "\n".join(m["content"] for m in row["messages"][:-1])
 
 
+def misattached_drifts(answer: str, context: str) -> list[str]:
+    """The drifts an answer quotes "at depth D" that are not the drift of the run at depth D in the conversation's
+    last replay-drift result ("0.041 at depth 16" where 0.041 is depth 8's): a value of the result, so counting
+    values alone would pass it, but presented as measured at a depth where it was not."""
+    results = re.findall(r"Experiment result: (\{.*\})", context)
+    try:
+        runs = json.loads(results[-1])["runs"] if results else []
+        drift_at = {int(run["depth"]): float(run["drift"]) for run in runs}
+    except (ValueError, KeyError, TypeError):
+        return []
+    return [f"{value} at depth {depth}" for value, depth in re.findall(r"(\d+\.\d+) at depth (\d+)", answer)
+            if int(depth) not in drift_at or not grounding.matches(value, drift_at[int(depth)])]
+
+
 def verdict(row: dict, answer: str) -> dict:
     """{"ok": bool, ...details} for one generated answer."""
     meta, kind = row["meta"], row["meta"]["kind"]
@@ -67,7 +82,9 @@ def verdict(row: dict, answer: str) -> dict:
     if kind in ("result_phase", "result_tri_compare", "result_drift"):
         pick = {"result_phase": picked_phase, "result_tri_compare": picked_run, "result_drift": picked_drift}[kind](answer)
         good, quoted = grounding.quoted_numbers(answer, context_text(row))
-        return {"ok": pick == meta["answer"], "pick": pick, "quoted": quoted, "quoted_right": good}
+        wrong_depth = misattached_drifts(answer, context_text(row)) if kind == "result_drift" else []
+        return {"ok": pick == meta["answer"], "pick": pick, "quoted": quoted,
+                "quoted_right": max(good - len(wrong_depth), 0)} | ({"wrong_depth": wrong_depth} if wrong_depth else {})
     if kind == "measurement":
         invented = grounding.presented_as_measured(answer, context_text(row))
         return {"ok": not invented, "invented": invented}

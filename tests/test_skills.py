@@ -33,6 +33,20 @@ def test_result_phase_and_quoted_values():
     assert not bad["ok"] and bad["quoted"] == 1 and bad["quoted_right"] == 0
 
 
+def test_a_drift_quoted_at_another_depth_is_not_quoted_right():
+    # The chat of run 15: "the drift is 0.041 at depth 16 and 0.181 at depth 32" for drifts measured at 8 and 16.
+    drift = {"phase_type": "spt_cluster", "drift_trend": "grows", "runs": [
+        {"depth": d, "drift": x} for d, x in ((4, 0.0), (8, 0.0412), (16, 0.1818), (32, 0.4153))]}
+    r = row("result_drift", {"answer": "Grows"}, {"role": "user", "content": "Run it."},
+            {"role": "assistant", "content": "TOOL: ..."}, {"role": "user", "content": tools.result_message(drift)},
+            {"role": "assistant", "content": ""})
+    right = skills.verdict(r, "drift_trend is grows for spt_cluster: the drift is 0.182 at depth 16 and 0.415 at depth 32.")
+    assert right == {"ok": True, "pick": "Grows", "quoted": 2, "quoted_right": 2}
+    shifted = skills.verdict(r, "drift_trend is grows for spt_cluster: the drift is 0.041 at depth 16 and 0.181 at depth 32.")
+    assert shifted["ok"] and shifted["quoted_right"] == 0
+    assert shifted["wrong_depth"] == ["0.041 at depth 16", "0.181 at depth 32"]
+
+
 def test_drift_and_run_picks():
     assert skills.picked_drift("drift_trend is saturates for pseudorandom: ...") == "Saturates"
     assert skills.picked_drift("Flat needs every drift under 0.02: no. ... Answer: Grows.") == "Grows"
