@@ -70,6 +70,6 @@ def drill_samples(rng: random.Random, n: int) -> list[dict]:
     third of the products near the 0.8 threshold) measured worse in run 16: drift_class 58.3% (75.0% with these),
     tri_comparison 90.5% (100%), result_tri_compare 76.2% (100%). Comparing the drift with the product cut to two
     decimals, as TRIs are cut to one ("0.8 × 0.136 = 0.109; to two decimals 0.12 > 0.10, yes", in the sweeps and
-    these drills) measured worse too, run 18: drift_class 50.0% on 2 CPU cores and 50.0% on a GPU, the signs near
-    random ("0.26 > 0.62", "0.12 < 0.10") and mostly ">"."""
+    these drills) measured no better, run 18: drift_class 50.0% on 2 CPU cores and on a GPU, the signs near random
+    ("0.26 > 0.62", "0.12 < 0.10"); run 19, this form with the same other data, also 50.0%."""
     return [compare_sample(rng) if i % 2 == 0 else product_sample(rng) for i in range(n)]
