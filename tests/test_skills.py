@@ -13,6 +13,12 @@ def row(kind, meta, *messages):
     return {"meta": {"kind": kind, **meta}, "messages": [{"role": "system", "content": "s"}, *messages]}
 
 
+def result_row(kind, meta, result):
+    """A lab-loop conversation that ends with the lab's result, waiting for the explanation."""
+    return row(kind, meta, {"role": "user", "content": "Run it."}, {"role": "assistant", "content": "TOOL: ..."},
+               {"role": "user", "content": tools.result_message(result)}, {"role": "assistant", "content": ""})
+
+
 def test_a_tool_call_counts_only_as_one_right_line():
     r = row("tool_call", {"call": {"name": "tri", "args": {"phase_type": "spt_cluster", "bias": 0.6}}},
             {"role": "user", "content": "TRI of the cluster state at bias 0.6?"}, {"role": "assistant", "content": ""})
@@ -24,9 +30,7 @@ def test_a_tool_call_counts_only_as_one_right_line():
 
 
 def test_result_phase_and_quoted_values():
-    r = row("result_phase", {"answer": "spt_cluster"}, {"role": "user", "content": "Run it."},
-            {"role": "assistant", "content": "TOOL: ..."}, {"role": "user", "content": tools.result_message(RESULT)},
-            {"role": "assistant", "content": ""})
+    r = result_row("result_phase", {"answer": "spt_cluster"}, RESULT)
     good = skills.verdict(r, "stabilizer_mean 0.991 > 0.5, yes. Phase: spt_cluster. string_order 0.940.")
     assert good == {"ok": True, "pick": "spt_cluster", "quoted": 2, "quoted_right": 2}
     bad = skills.verdict(r, "Phase: trivial_product. x_magnetization 0.98.")
@@ -37,9 +41,7 @@ def test_a_drift_quoted_at_another_depth_is_not_quoted_right():
     # The chat of run 15: "the drift is 0.041 at depth 16 and 0.181 at depth 32" for drifts measured at 8 and 16.
     drift = {"phase_type": "spt_cluster", "drift_trend": "grows", "runs": [
         {"depth": d, "drift": x} for d, x in ((4, 0.0), (8, 0.0412), (16, 0.1818), (32, 0.4153))]}
-    r = row("result_drift", {"answer": "Grows"}, {"role": "user", "content": "Run it."},
-            {"role": "assistant", "content": "TOOL: ..."}, {"role": "user", "content": tools.result_message(drift)},
-            {"role": "assistant", "content": ""})
+    r = result_row("result_drift", {"answer": "Grows"}, drift)
     right = skills.verdict(r, "drift_trend is grows for spt_cluster: the drift is 0.182 at depth 16 and 0.415 at depth 32.")
     assert right == {"ok": True, "pick": "Grows", "quoted": 2, "quoted_right": 2}
     shifted = skills.verdict(r, "drift_trend is grows for spt_cluster: the drift is 0.041 at depth 16 and 0.181 at depth 32.")
