@@ -28,7 +28,7 @@ from benlab.samples import ANSWER_MARK
 
 QUESTION_TYPES = {"phase_identification": 4, "tri_comparison": 2, "drift_class": 3}  # type -> number of choices
 SESSION_TOKENS = 256  # per reply in a scripted lab session; an explanation takes about 200
-REASONING_TOKENS = 120  # longest reasoning kept; the training answers reach "Answer:" within about 100 tokens
+REASONING_TOKENS = 192  # longest reasoning kept; the training answers reach "Answer:" within 180 tokens (the digit walks)
 
 
 def read_questions(path: Path) -> tuple[list[dict], list[dict], list[dict]]:

@@ -1,13 +1,12 @@
 """Short drills of the two arithmetic steps the lab's rules need and a small model gets wrong, worded exactly as the
 lab answers word them, with numbers that come from the question (no lab values: `meta.values` stays empty).
 
-Measured on the held-out questions of a default run (run 14): every wrong TRI verdict (5 of 21 comparisons, 8 of
-21 raw-result comparisons) was the sign between two TRIs with the same whole part ("Run A's 1.1 > Run B's 1.5"),
-while pairs with different whole parts were all right; every wrong drift verdict (6 of 24) came with a wrong
-product ("0.8 × 0.120 = 0.000", "0.8 × 0.402 = 0.308"). The ~80 comparisons and ~50 sweeps of the lab data hold
-too few same-whole-part pairs and products for a 135M model to learn either step; these drills cost ~40 tokens
-each and need no lab run.
-"""
+Measured on the held-out questions of a default run (run 14): every wrong TRI verdict was the sign between two
+TRIs ("Run A's 1.1 > Run B's 1.5"); every wrong drift verdict came with a wrong product or sign. Run 19's model
+answered new drills of the one-step form ("0.8 × 0.140 = 0.112, and 0.052 > 0.112, yes") at chance, 25 of 40,
+nearly always one sign per form: it had learned no comparison. Each comparison is now a digit walk
+(samples.digit_walk), which 300 drills alone taught to 59 of 60. The drills cost ~60 tokens each and need no lab
+run."""
 
 from __future__ import annotations
 
@@ -30,20 +29,19 @@ PRODUCT_QUESTIONS = (
 
 def compare_sample(rng: random.Random) -> dict:
     """Two numbers of a TRI's range (0 to 2) whose first decimals differ, mostly with the same whole part: the
-    answer compares them to one decimal as samples.tri_comparison does."""
+    answer walks their digits as samples.tri_comparison does."""
     whole = rng.randrange(2)
     a = whole + rng.randrange(1000) / 1000
     while True:
         b = (whole if rng.random() < 0.7 else 1 - whole) + rng.randrange(1000) / 1000
-        if samples.one_decimal(f"{b:.3f}") != samples.one_decimal(f"{a:.3f}"):
+        if f"{b:.3f}"[:3] != f"{a:.3f}"[:3]:
             break
     if (a > b) != (rng.random() < 0.5):  # the larger on either side equally often
         a, b = b, a
     ta, tb = f"{a:.3f}", f"{b:.3f}"
-    da, db = samples.one_decimal(ta), samples.one_decimal(tb)
-    winner = "Run A" if float(da) > float(db) else "Run B"
-    sign = ">" if winner == "Run A" else "<"
-    output = f"To one decimal Run A's {da} {sign} Run B's {db}, so {winner} is larger. {ANSWER_MARK} {winner}."
+    walk, sign = samples.digit_walk(ta, tb)
+    winner = "Run A" if sign == ">" else "Run B"
+    output = f"Run A's {ta} against Run B's {tb}: {walk}, so {winner} is larger. {ANSWER_MARK} {winner}."
     question = rng.choice(COMPARE_QUESTIONS).format(a=ta, b=tb)
     return samples.make_sample("number_drill", question, "", output, {}, Quotes(), answer=winner,
                                choices=["Run A", "Run B"])
@@ -57,19 +55,16 @@ def product_sample(rng: random.Random) -> dict:
     share = rng.uniform(0.85, 1.05) if rng.random() < 0.5 else rng.uniform(0.3, 0.75)
     last_text, prev_text = f"{last:.3f}", f"{min(last * share, 0.999):.3f}"
     level = f"{0.8 * float(last_text):.3f}"
-    above = float(prev_text) > float(level)
-    output = (f"0.8 × {last_text} = {level}, and {prev_text} {'>' if above else '<'} {level}, "
-              f"{'yes' if above else 'no'}.")
+    walk, sign = samples.digit_walk(prev_text, level)
+    verdict = "yes" if sign == ">" else "no"
+    output = f"0.8 × {last_text} = {level}. {prev_text} against {level}: {walk}, so {verdict}."
     question = rng.choice(PRODUCT_QUESTIONS).format(prev=prev_text, last=last_text)
-    return samples.make_sample("number_drill", question, "", output, {}, Quotes(), answer="yes" if above else "no",
+    return samples.make_sample("number_drill", question, "", output, {}, Quotes(), answer=verdict,
                                choices=["yes", "no"])
 
 
 def drill_samples(rng: random.Random, n: int) -> list[dict]:
-    """n drills, alternating a comparison and a product. One comparison to two products (4 per run instead of 3, a
-    third of the products near the 0.8 threshold) measured worse in run 16: drift_class 58.3% (75.0% with these),
-    tri_comparison 90.5% (100%), result_tri_compare 76.2% (100%). Comparing the drift with the product cut to two
-    decimals, as TRIs are cut to one ("0.8 × 0.136 = 0.109; to two decimals 0.12 > 0.10, yes", in the sweeps and
-    these drills) measured no better, run 18: drift_class 50.0% on 2 CPU cores and on a GPU, the signs near random
-    ("0.26 > 0.62", "0.12 < 0.10"); run 19, this form with the same other data, also 50.0%."""
+    """n drills, alternating a comparison and a product. One comparison to two products measured worse in run 16
+    (drift_class 58.3%, against 75.0%); so did the drift compared to two decimals, as TRIs once were to one, in
+    run 18 (drift_class 50.0%)."""
     return [compare_sample(rng) if i % 2 == 0 else product_sample(rng) for i in range(n)]

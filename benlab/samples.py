@@ -89,15 +89,17 @@ def fingerprint_phase(values: dict[str, float]) -> str:
 
 
 def fingerprint_reasoning(values: dict[str, float], q: Quotes) -> str:
-    """The identification as the lab does it, one fingerprint at a time, each check written as a comparison with
-    FINGERPRINT_LEVEL: a small model learns a comparison made next to the number (a phase name produced straight
-    from ten numbers is not learned in a CPU-sized run)."""
+    """The identification as the lab does it, one fingerprint at a time, each check a digit walk against
+    FINGERPRINT_LEVEL ("here 0.16 against 0.50: ones 0 and 0, equal; tenths 1 and 5, 1 < 5, no."): a small model
+    learns a comparison made next to the number, digit by digit (a phase name produced straight from ten numbers
+    is not learned in a CPU-sized run; "here 0.16 > 0.5" was misjudged in 3 of 20 held-out runs)."""
     answer, checks = fingerprint_phase(values), []
+    level = f"{FINGERPRINT_LEVEL:.2f}"
     for phase, feature in FINGERPRINTS:
         value = q(feature, values[feature], 2)
         hit = phase == answer
-        sign = ">" if hit else "<" if float(value) < FINGERPRINT_LEVEL else "="
-        checks.append(f"{phase} needs {feature} > {FINGERPRINT_LEVEL}: here {value} {sign} {FINGERPRINT_LEVEL}, "
+        walk = "below zero" if value.startswith("-") else digit_walk(value, level)[0]
+        checks.append(f"{phase} needs {feature} > {FINGERPRINT_LEVEL}: here {value} against {level}: {walk}, "
                       f"{'yes' if hit else 'no'}.")
         if hit:
             return " ".join(checks) + f" {ANSWER_MARK} {phase}. {IDENTIFIED[phase].format(**quoted(values, q))}"
@@ -226,15 +228,28 @@ COMPARE_TRI = (
 )
 
 
-def one_decimal(text: str) -> str:
-    """A quoted number cut to one decimal, digit by digit (what a reader does to compare two numbers)."""
-    whole, _, frac = text.partition(".")
-    return f"{whole}.{(frac + '0')[0]}"
+PLACES = ("ones", "tenths", "hundredths", "thousandths")
+
+
+def digit_walk(x: str, y: str) -> tuple[str, str]:
+    """Two non-negative numbers under 10, as quoted, compared place by place until their digits differ: ("ones 0
+    and 0, equal; tenths 3 and 2, 3 > 2", ">"). A small model copies two digits and compares them reliably, while
+    it judged "0.030 > 0.192" and "Run A's 0.4 < Run B's 0.2" near chance: trained on 300 drills alone, this walk
+    answered 59 of 60 new drills right, the one-step comparison 35 of 60."""
+    (xw, _, xf), (yw, _, yf) = x.partition("."), y.partition(".")
+    width = min(max(len(xf), len(yf)), len(PLACES) - 1)
+    steps = []
+    for place, a, b in zip(PLACES, xw + xf.ljust(width, "0"), yw + yf.ljust(width, "0")):
+        if a != b:
+            sign = ">" if a > b else "<"
+            return "; ".join(steps + [f"{place} {a} and {b}, {a} {sign} {b}"]), sign
+        steps.append(f"{place} {a} and {b}, equal")
+    return "; ".join(steps), "="
 
 
 def tri_comparison(a: dict, b: dict, rng: random.Random, kind: str = "tri_comparison") -> dict:
-    """Two measured TRIs in the question; the answer compares them to one decimal (the pairs differ by >= 0.15,
-    so the first decimal decides) and says why the physics orders them so."""
+    """Two measured TRIs in the question; the answer compares them digit by digit (the pairs differ by >= 0.15,
+    so the walk ends by the tenths) and says why the physics orders them so."""
     q = Quotes()
     pa, pb = a["params"], b["params"]
     ta, tb = q("TRI_A", a["TRI"]), q("TRI_B", b["TRI"])
@@ -249,13 +264,11 @@ def tri_comparison(a: dict, b: dict, rng: random.Random, kind: str = "tri_compar
     else:
         why = (f"{loser}'s bias {lp['bias']:g} is so close to 0.5 that mirroring it hardly changes anything, "
                "while the scrambled pseudorandom run still differs by random-state fluctuations")
-    # The larger run is named right next to the sign ("A's x < B's y, so B"), so the verdict copies the name the
-    # comparison points at. Measured against two digit-by-digit forms ("ones Run A 0 = Run B 1; ...", "ones: Run A
-    # 0, Run B 1, so ..."), this form did best (73.7% and 84.2% in two runs, against 72.2% and 57.1%).
-    da, db = one_decimal(ta), one_decimal(tb)
-    sign = ">" if float(da) > float(db) else "<"
-    output = (f"Run A has TRI {ta}, Run B {tb}; to one decimal Run A's {da} {sign} Run B's {db}, so {winner} is "
-              f"larger. Why: {why}. {ANSWER_MARK} {winner}.")
+    # The larger run is named right after the walk ("..., 3 > 2, so Run A"), so the verdict copies the name the
+    # last digit comparison points at.
+    walk, _ = digit_walk(ta, tb)
+    output = (f"Run A's {ta} against Run B's {tb}: {walk}, so {winner} is larger. Why: {why}. "
+              f"{ANSWER_MARK} {winner}.")
     params = {"run_a": pa, "run_b": pb}
     return make_sample(kind, rng.choice(COMPARE_TRI), input_text, output, params, q,
                        experiment_id=[a["forward_id"], b["forward_id"]], answer=winner, choices=["Run A", "Run B"])
@@ -320,10 +333,11 @@ def drift_rule(response: dict, drift_texts: list[str]) -> str:
     formula = "" if ratio_text == "0.8" else f" (1 − 0.35 × {step}/{span} = {ratio_text})"
     last, previous = drift_texts[-1], drift_texts[-2]
     level = f"{float(ratio_text) * float(last):.3f}"
-    saturates = float(previous) > float(level)
+    walk, sign = digit_walk(previous, level)
+    saturates = sign == ">"
     text += (f" Saturates needs the depth-{depths[-2]} drift above {ratio_text} × the depth-{depths[-1]} drift"
-             f"{formula}: {ratio_text} × {last} = {level}, and {previous} {'>' if saturates else '<'} {level}, "
-             f"{'yes' if saturates else 'no'}.")
+             f"{formula}: {ratio_text} × {last} = {level}. {previous} against {level}: {walk}, "
+             f"so {'yes' if saturates else 'no'}.")
     return f"{text} {ANSWER_MARK} {'Saturates' if saturates else 'Grows'}."
 
 
@@ -349,13 +363,15 @@ def drift_meaning(response: dict, cls: str) -> str:
 def drift_result_text(response: dict, q: Quotes) -> str:
     """A /replay_drift result explained: drift_trend, the drifts of the two deepest runs (the ones the saturation
     rule compares), and why. Not every depth: listing them all, the model lost count and went on listing depths
-    with drifts the result does not have (19 of the 22 wrong numbers in its raw-result explanations)."""
+    with drifts the result does not have (19 of the 22 wrong numbers in its raw-result explanations). Each depth
+    comes before its drift, as in the result's runs ({"depth": 16, ..., "drift": ...}): written drift first ("0.415
+    at depth 16"), the model picked a drift before the depth and put 16 of 24 at the wrong depth."""
     cls = drift_class(response)
     deepest = response["runs"][-2:]
-    quoted = [f"{q('drift_' + str(run['depth']), run['drift'])} at depth {run['depth']}" for run in deepest]
+    quoted = [f"at depth {run['depth']} is {q('drift_' + str(run['depth']), run['drift'])}" for run in deepest]
     drifts = " and ".join(quoted) + (", the deepest run" if quoted else "")
     return (f"drift_trend is {response.get('drift_trend', cls.lower())} for {response['phase_type']}: "
-            f"the drift is {drifts}. {drift_meaning(response, cls)}")
+            f"the drift {drifts}. {drift_meaning(response, cls)}")
 
 
 def drift_classification(response: dict, params: dict, rng: random.Random, kind: str = "drift_class") -> dict:

@@ -55,7 +55,7 @@ def context_text(row: dict) -> str:
 
 
 def misattached_drifts(answer: str, context: str) -> list[str]:
-    """The numbers an answer quotes "at depth D" that are not the drift of the run at depth D in the conversation's
+    """The numbers an answer quotes "at depth D" (either order) that are not the drift of the run at depth D in the conversation's
     last replay-drift result ("0.041 at depth 16" where 0.041 is depth 8's; "the bias is 0.5 at depth 2"): values
     of the result, so counting values alone would pass them, but presented as measured at a depth where they were
     not."""
@@ -65,7 +65,9 @@ def misattached_drifts(answer: str, context: str) -> list[str]:
         drift_at = {int(run["depth"]): float(run["drift"]) for run in runs}
     except (ValueError, KeyError, TypeError):
         return []
-    return [f"{value} at depth {depth}" for value, depth in re.findall(r"(\d+\.\d+) at depth (\d+)", answer)
+    quoted = re.findall(r"(\d+\.\d+) at depth (\d+)", answer)  # "0.041 at depth 16"
+    quoted += [(value, depth) for depth, value in re.findall(r"depth (\d+) is (\d+\.\d+)", answer)]  # "depth 16 is 0.041"
+    return [f"{value} at depth {depth}" for value, depth in quoted
             if int(depth) not in drift_at or not grounding.matches(value, drift_at[int(depth)])]
 
 

@@ -78,10 +78,30 @@ def test_identification_reasoning_checks_each_fingerprint(high, answer):
     assert f"{samples.ANSWER_MARK} {answer}." in text
     for phase, feature in samples.FINGERPRINTS:  # every check up to the answer, each comparison right
         if phase == answer:
-            assert f"{phase} needs {feature} > 0.5: here 0.62 > 0.5, yes." in text
+            assert (f"{phase} needs {feature} > 0.5: here 0.62 against 0.50: ones 0 and 0, equal; tenths 6 and 5, "
+                    "6 > 5, yes.") in text
             break
-        assert f"{phase} needs {feature} > 0.5: here 0.04 < 0.5, no." in text
+        assert (f"{phase} needs {feature} > 0.5: here 0.04 against 0.50: ones 0 and 0, equal; tenths 0 and 5, "
+                "0 < 5, no.") in text
     assert ("None fits" in text) == (answer == "pseudorandom")
+
+
+def test_a_negative_fingerprint_is_below_the_level_without_a_digit_walk():
+    values = {name: 0.04 for name in samples.SHOWN_FEATURES} | {"x_magnetization": -0.15}
+    text = samples.fingerprint_reasoning(values, samples.Quotes())
+    assert "trivial_product needs x_magnetization > 0.5: here -0.15 against 0.50: below zero, no." in text
+
+
+@pytest.mark.parametrize(
+    "x, y, walk, sign",
+    [("0.030", "0.192", "ones 0 and 0, equal; tenths 0 and 1, 0 < 1", "<"),
+     ("1.023", "0.363", "ones 1 and 0, 1 > 0", ">"),
+     ("0.436", "0.412", "ones 0 and 0, equal; tenths 4 and 4, equal; hundredths 3 and 1, 3 > 1", ">"),
+     ("0.5", "0.512", "ones 0 and 0, equal; tenths 5 and 5, equal; hundredths 0 and 1, 0 < 1", "<"),
+     ("0.50", "0.50", "ones 0 and 0, equal; tenths 5 and 5, equal; hundredths 0 and 0, equal", "=")],
+)
+def test_the_digit_walk_stops_at_the_first_place_that_differs(x, y, walk, sign):
+    assert samples.digit_walk(x, y) == (walk, sign)
 
 
 def test_a_drift_result_is_explained_by_its_trend_and_two_deepest_drifts():
@@ -89,8 +109,8 @@ def test_a_drift_result_is_explained_by_its_trend_and_two_deepest_drifts():
     response = {"phase_type": "pseudorandom", "drift_trend": "saturates", "runs": runs, "params": {"noise": 0.05}}
     quotes = samples.Quotes(cut=True)
     text = samples.drift_result_text(response, quotes)
-    assert text.startswith("drift_trend is saturates for pseudorandom: the drift is 0.490 at depth 16 and 0.524 at "
-                           "depth 32, the deepest run.")
+    assert text.startswith("drift_trend is saturates for pseudorandom: the drift at depth 16 is 0.490 and at depth 32 "
+                           "is 0.524, the deepest run.")
     assert quotes.values == {"drift_16": 0.49, "drift_32": 0.524}  # no list of every depth to lose count in
 
 

@@ -226,7 +226,8 @@ def fake_ollama(directory, version="0.5.7", fail_create=False):
         f'echo "$PWD|$*" >> "{log}"\n'
         f'case "$1" in --version) echo "ollama version is {version}";;\n'
         f'  create) {"echo Error: unknown command ADAPTER >&2; exit 1" if fail_create else "echo success"};;\n'
-        '  run) echo "spt_cluster needs stabilizer_mean > 0.5: here 0.86 > 0.5, yes. Answer: spt_cluster.";;\nesac\n'
+        '  run) echo "spt_cluster needs stabilizer_mean > 0.5: here 0.86 against 0.50: ones 0 and 0, equal; '
+        'tenths 8 and 5, 8 > 5, yes. Answer: spt_cluster.";;\nesac\n'
     )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return log
@@ -274,8 +275,10 @@ def test_checked_in_modelfile_is_the_default_export():
 
 
 @pytest.mark.parametrize("answer, verdict", [
-    ("spt_cluster needs stabilizer_mean > 0.5: here 0.86 > 0.5, yes. Answer: spt_cluster.", "check passed"),
-    ("spt_cluster needs stabilizer_mean > 0.5: here 0.86 < 0.5, no. Answer: trivial_product.",
+    ("spt_cluster needs stabilizer_mean > 0.5: here 0.86 against 0.50: ones 0 and 0, equal; tenths 8 and 5, 8 > 5, yes. "
+     "Answer: spt_cluster.", "check passed"),
+    ("spt_cluster needs stabilizer_mean > 0.5: here 0.86 against 0.50: ones 0 and 0, equal; tenths 8 and 5, 8 < 5, no. "
+     "Answer: trivial_product.",
      "warning: check failed: the answer names trivial_product, the run is spt_cluster"),
     ("I am not sure.", "warning: check failed: the answer names no phase"),
 ])

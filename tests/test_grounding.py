@@ -118,39 +118,48 @@ def test_concepts_are_asked_by_each_of_their_names_but_never_in_a_held_out_phras
             assert any(subject.lower() in q.lower() for q in asked), (concept.name, subject)
 
 
-def test_a_tri_comparison_names_the_larger_run_next_to_the_sign(default_data):
+WALK = r"((?:\w+ \d and \d, equal; )*\w+ (\d) and (\d), \d ([<>]) \d)"
+
+
+def test_a_tri_comparison_walks_the_digits_and_names_the_larger_run_after_them(default_data):
     rows = [json.loads(line) for line in default_data[0].read_text().splitlines()]
     compared = [r for r in rows if r["meta"]["kind"] in ("tri_comparison", "result_tri_compare")]
     assert len(compared) >= 50
     for row in compared:
         answer, winner = row["messages"][-1]["content"], row["meta"]["answer"]
-        sign = re.search(r"Run A's ([\d.]+) ([<>]) Run B's ([\d.]+), so (Run [AB]) is larger", answer)
-        assert sign and sign.group(4) == winner == ("Run A" if sign.group(2) == ">" else "Run B"), answer
-        assert (float(sign.group(1)) > float(sign.group(3))) == (sign.group(2) == ">"), answer
+        walk = re.search(rf"Run A's ([\d.]+) against Run B's ([\d.]+): {WALK}, so (Run [AB]) is larger", answer)
+        assert walk and walk.group(7) == winner == ("Run A" if walk.group(6) == ">" else "Run B"), answer
+        assert samples.digit_walk(walk.group(1), walk.group(2)) == (walk.group(3), walk.group(6)), answer
+        assert (float(walk.group(1)) > float(walk.group(2))) == (walk.group(6) == ">"), answer
 
 
-def test_the_drills_work_the_comparison_and_the_product_right(default_data):
+def test_the_drills_walk_the_comparison_and_work_the_product_right(default_data):
     rows = [json.loads(line) for line in default_data[0].read_text().splitlines()]
     drills = [r for r in rows if r["meta"]["kind"] == "number_drill"]
     assert len(drills) >= 200
     compares, products, same_whole = Counter(), Counter(), 0
     for row in drills:
         question, answer = row["messages"][1]["content"], row["messages"][-1]["content"]
-        sign = re.fullmatch(r"To one decimal Run A's ([\d.]+) ([<>]) Run B's ([\d.]+), so (Run [AB]) is larger\. "
-                            r"Answer: (Run [AB])\.", answer)
-        if sign:
-            a, b = (float(x) for x in re.findall(r"\d\.\d{3}", question))
-            assert (a > b) == (sign.group(2) == ">") and sign.group(4) == sign.group(5) == row["meta"]["answer"]
-            assert sign.group(1) == f"{a:.3f}"[:3] and sign.group(3) == f"{b:.3f}"[:3], answer
-            compares[sign.group(4)] += 1
-            same_whole += sign.group(1)[0] == sign.group(3)[0]
+        compare = re.fullmatch(rf"Run A's ([\d.]+) against Run B's ([\d.]+): {WALK}, so (Run [AB]) is larger\. "
+                               r"Answer: (Run [AB])\.", answer)
+        if compare:
+            a, b = re.findall(r"\d\.\d{3}", question)
+            assert (compare.group(1), compare.group(2)) == (a, b), answer
+            assert samples.digit_walk(a, b) == (compare.group(3), compare.group(6)), answer
+            assert (float(a) > float(b)) == (compare.group(6) == ">"), answer
+            winner = "Run A" if compare.group(6) == ">" else "Run B"
+            assert compare.group(7) == compare.group(8) == row["meta"]["answer"] == winner, answer
+            compares[compare.group(7)] += 1
+            same_whole += a[0] == b[0]
             continue
-        product = re.fullmatch(r"0\.8 × ([\d.]+) = ([\d.]+), and ([\d.]+) ([<>]) ([\d.]+), (yes|no)\.", answer)
+        product = re.fullmatch(rf"0\.8 × ([\d.]+) = ([\d.]+)\. ([\d.]+) against ([\d.]+): {WALK}, so (yes|no)\.",
+                               answer)
         assert product, answer
-        last, level, previous = float(product.group(1)), product.group(2), float(product.group(3))
-        assert level == f"{0.8 * last:.3f}" == product.group(5) and product.group(1) in question
-        assert (previous > float(level)) == (product.group(4) == ">") == (product.group(6) == "yes"), answer
-        products[product.group(6)] += 1
+        last, level, previous = float(product.group(1)), product.group(2), product.group(3)
+        assert level == f"{0.8 * last:.3f}" == product.group(4) and product.group(1) in question
+        assert samples.digit_walk(previous, level) == (product.group(5), product.group(8)), answer
+        assert (float(previous) > float(level)) == (product.group(8) == ">") == (product.group(9) == "yes"), answer
+        products[product.group(9)] += 1
     # both verdicts often, and mostly the same whole part, where the model went wrong (benlab/number_drills.py)
     assert min(compares.values()) >= 0.3 * len(drills) / 2 and min(products.values()) >= 0.3 * len(drills) / 2
     assert same_whole >= 0.5 * sum(compares.values())

@@ -47,6 +47,11 @@ def test_a_drift_quoted_at_another_depth_is_not_quoted_right():
     shifted = skills.verdict(r, "drift_trend is grows for spt_cluster: the drift is 0.041 at depth 16 and 0.181 at depth 32.")
     assert shifted["ok"] and shifted["quoted_right"] == 0
     assert shifted["wrong_depth"] == ["0.041 at depth 16", "0.181 at depth 32"]
+    # the depth-first form the data now writes is checked the same way
+    right = skills.verdict(r, "drift_trend is grows for spt_cluster: the drift at depth 16 is 0.182 and at depth 32 is 0.415.")
+    assert right == {"ok": True, "pick": "Grows", "quoted": 2, "quoted_right": 2}
+    swapped = skills.verdict(r, "drift_trend is grows for spt_cluster: the drift at depth 16 is 0.415 and at depth 32 is 0.182.")
+    assert swapped["quoted_right"] == 0 and swapped["wrong_depth"] == ["0.415 at depth 16", "0.182 at depth 32"]
 
 
 def test_drift_and_run_picks():
