@@ -66,7 +66,9 @@ def misattached_drifts(answer: str, context: str) -> list[str]:
     except (ValueError, KeyError, TypeError):
         return []
     quoted = re.findall(r"(\d+\.\d+) at depth (\d+)", answer)  # "0.041 at depth 16"
-    quoted += [(value, depth) for depth, value in re.findall(r"depth (\d+) is (\d+\.\d+)", answer)]  # "depth 16 is 0.041"
+    # "depth 16 is 0.041", "at depth 32, the deepest run, the drift is 0.415"
+    depth_first = r"depth (\d+)(?:, the deepest run, the drift)? is (\d+\.\d+)"
+    quoted += [(value, depth) for depth, value in re.findall(depth_first, answer)]
     return [f"{value} at depth {depth}" for value, depth in quoted
             if int(depth) not in drift_at or not grounding.matches(value, drift_at[int(depth)])]
 

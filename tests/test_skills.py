@@ -52,6 +52,9 @@ def test_a_drift_quoted_at_another_depth_is_not_quoted_right():
     assert right == {"ok": True, "pick": "Grows", "quoted": 2, "quoted_right": 2}
     swapped = skills.verdict(r, "drift_trend is grows for spt_cluster: the drift at depth 16 is 0.415 and at depth 32 is 0.182.")
     assert swapped["quoted_right"] == 0 and swapped["wrong_depth"] == ["0.415 at depth 16", "0.182 at depth 32"]
+    deepest = "drift_trend is grows for spt_cluster: at depth 32, the deepest run, the drift is {}."
+    assert skills.verdict(r, deepest.format("0.415"))["quoted_right"] == 1
+    assert skills.verdict(r, deepest.format("0.182"))["wrong_depth"] == ["0.182 at depth 32"]
 
 
 def test_drift_and_run_picks():
