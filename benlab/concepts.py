@@ -189,7 +189,7 @@ CONCEPTS = (
         "TRI (time-reversal instability) runs the same circuit at bias b and at the mirrored bias 1 − b and is the "
         "L2 distance between the two feature vectors. The ising, cluster and trivial circuits respect the spin "
         "flip, so TRI ≈ 2·|2b − 1| (about 0.8 at b = 0.7): the state remembers its initial tilt. A pseudorandom "
-        "circuit scrambles the tilt away, so TRI is small (about 0.08). At b = 0.5 TRI = 0.",
+        "circuit scrambles the tilt away, so TRI is expected to be small (about 0.08). At b = 0.5 TRI = 0.",
         (("1 − b", "1-b", "mirror"), ("distance",), ("2·|2b − 1|", "2|2b-1|", "2|2b − 1|", "spin flip", "spin-flip")),
     ),
     Concept(

@@ -180,3 +180,12 @@ def test_a_raw_phase_result_is_explained_by_the_phase_it_names(default_data):
         if phase == "pseudorandom":
             assert all(float(v) < 0.5 for v in re.findall(r"(?:stabilizer_mean|correlation_length_norm|x_magnetization) "
                                                            r"([\d.]+)[,)]", answer)), answer
+
+
+def test_a_concept_answer_presents_no_number_as_measured():
+    # Asked for a measurement, the model sometimes answers with a concept's answer (run 21: the TRI concept's
+    # "TRI is small (about 0.08)" twice): its typical values must read as expectations, its settings as defaults.
+    for concept in concepts.CONCEPTS:
+        for number in grounding.presented_as_measured(concept.answer, ""):
+            sentence = next(s for s in re.split(r"(?<=[.;!?])\s+", concept.answer) if number in s)
+            assert "default" in sentence, (concept.name, number, sentence)
