@@ -55,10 +55,10 @@ def context_text(row: dict) -> str:
 
 
 def misattached_drifts(answer: str, context: str) -> list[str]:
-    """The numbers an answer quotes "at depth D" (either order) that are not the drift of the run at depth D in the conversation's
-    last replay-drift result ("0.041 at depth 16" where 0.041 is depth 8's; "the bias is 0.5 at depth 2"): values
-    of the result, so counting values alone would pass them, but presented as measured at a depth where they were
-    not."""
+    """The numbers an answer quotes "at depth D" (either order) that are not the drift of the run at depth D in the
+    conversation's last replay-drift result ("0.041 at depth 16" where 0.041 is depth 8's; "the bias is 0.5 at depth
+    2"): values of the result, so counting values alone would pass them, but presented as measured at a depth where
+    they were not."""
     results = re.findall(r"Experiment result: (\{.*\})", context)
     try:
         runs = json.loads(results[-1])["runs"] if results else []
