@@ -365,9 +365,11 @@ def drift_result_text(response: dict, q: Quotes) -> str:
     One drift, not a list: listing every depth, the model lost count and listed depths the result does not have;
     listing the two deepest value first ("the drift is 0.415 at depth 16 and ..."), it put 16 of 24 at the wrong
     depth (run 18); depth first ("the drift at depth 16 is ... and at depth 32 is ..."), it looped on the list
-    (run 20: quoted_values 80.1%)."""
+    (run 20: quoted_values 80.1%). The trend is quoted as the JSON writes it, '"drift_trend": "grows"', so the
+    model copies the value that follows the key in the result; after "drift_trend is" run 24's model wrote a phase
+    ("drift_trend is spt_cluster: the cluster state, ...", the phase-name answers' form) in 8 of 24."""
     cls = drift_class(response)
-    text = f"drift_trend is {response.get('drift_trend', cls.lower())} for {response['phase_type']}"
+    text = f'"drift_trend": "{response.get("drift_trend", cls.lower())}" for {response["phase_type"]}'
     if response["runs"]:
         last = response["runs"][-1]
         drift = q(f"drift_{last['depth']}", last["drift"])

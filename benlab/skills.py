@@ -40,9 +40,11 @@ def picked_run(answer: str) -> str | None:
 
 
 def picked_drift(answer: str) -> str | None:
-    """The class an answer states: the drift_trend it quotes, else the class after "Answer:", else the first class
-    it names. "growing" and "saturating" state the class as plainly as "grows" and "saturates" do."""
-    for text in (answer.split("drift_trend is", 1)[1][:14] if "drift_trend is" in answer else "",
+    """The class an answer states: the drift_trend it quotes ('"drift_trend": "grows"' or "drift_trend is grows"),
+    else the class after "Answer:", else the first class it names. "growing" and "saturating" state the class as
+    plainly as "grows" and "saturates" do."""
+    quoted = re.search(r'drift_trend(?:"\s*:\s*"| is )', answer)
+    for text in (answer[quoted.end():quoted.end() + 14] if quoted else "",
                  answer.split(ANSWER_MARK, 1)[1] if ANSWER_MARK in answer else "", answer):
         found = re.search(r"\b(grow|saturat|flat)(?:s|es|ing)?\b", text, re.IGNORECASE)
         if found:

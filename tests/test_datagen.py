@@ -109,7 +109,8 @@ def test_a_drift_result_is_explained_by_its_trend_and_the_deepest_drift():
     response = {"phase_type": "pseudorandom", "drift_trend": "saturates", "runs": runs, "params": {"noise": 0.05}}
     quotes = samples.Quotes(cut=True)
     text = samples.drift_result_text(response, quotes)
-    assert text.startswith("drift_trend is saturates for pseudorandom: at depth 32, the deepest run, the drift is 0.524.")
+    assert text.startswith('"drift_trend": "saturates" for pseudorandom: at depth 32, the deepest run, the drift is '
+                           '0.524.')
     assert quotes.values == {"drift_32": 0.524}  # no list of depths to lose count in
 
 

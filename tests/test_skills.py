@@ -59,6 +59,8 @@ def test_a_drift_quoted_at_another_depth_is_not_quoted_right():
 
 def test_drift_and_run_picks():
     assert skills.picked_drift("drift_trend is saturates for pseudorandom: ...") == "Saturates"
+    assert skills.picked_drift('"drift_trend": "flat" for spt_cluster: at depth 8 ... grows.') == "Flat"
+    assert skills.picked_drift('"drift_trend": "spt_cluster": the cluster state ...') is None
     assert skills.picked_drift("Flat needs every drift under 0.02: no. ... Answer: Grows.") == "Grows"
     # the trend quoted from the result counts, even when the model ends with something else after "Answer:"
     assert skills.picked_drift("drift_trend is flat for trivial_product: depth 4: 0.000. Answer: trivial_product.") == "Flat"
