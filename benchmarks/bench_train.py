@@ -4,9 +4,11 @@ sample padded to 1024 tokens, labels = input ids, full logits), each in fp32 and
 trains it (bf16 weights under autocast, LoRA weights and AdamW fp32). Also: the held-out loss after those steps
 (answer tokens of the first held-out samples), model FLOPs utilisation against the matmul peak measured for the
 dtype used (fp32 and bf16 peaks, each from >= 1 s of 2048^3 products), and peak RSS (each run is its own process).
+`--lora-layers top-half all` compares LoRA on the top half of the decoder layers (the default) with LoRA on all.
 
 Usage (from the repository root):
     .venv/bin/python -m benchmarks.bench_train [--samples 12] [--rounds 2] [--precision fp32 bf16] [--recipes ours predecessor]
+                                               [--lora-layers top-half all]
 """
 
 import argparse
@@ -25,7 +27,7 @@ DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 HELD_OUT = 16  # held-out samples whose answer loss is compared after training
 
 
-def run(recipe: str, precision: str, samples: int, base_model: str | None, batch_size: int) -> dict:
+def run(recipe: str, precision: str, lora_layers: str, samples: int, base_model: str | None, batch_size: int) -> dict:
     import contextlib
 
     import torch
@@ -37,9 +39,9 @@ def run(recipe: str, precision: str, samples: int, base_model: str | None, batch
     tokenizer = models.load_tokenizer(base)
     model = models.load_model(base, torch.float32 if precision == "fp32" else torch.bfloat16)
     models.ensure_chat_template(tokenizer, model.config.model_type)
-    config = train.TrainConfig()
+    config = train.TrainConfig(lora_layers=lora_layers)
     torch.manual_seed(0)  # the same LoRA initialisation in every run
-    model = get_peft_model(model, train.lora_config(config))
+    model = get_peft_model(model, train.lora_config(config, model))
     autocast = contextlib.nullcontext
     if precision == "bf16":  # as finetune_ben_lab.py trains: autocast, LoRA weights fp32, inputs not cast
         train.skip_lora_input_casts(model)
@@ -85,11 +87,14 @@ def run(recipe: str, precision: str, samples: int, base_model: str | None, batch
     cfg = model.config
     embedding = cfg.vocab_size * cfg.hidden_size
     body = sum(p.numel() for p in model.get_base_model().model.layers.parameters())
-    # Frozen weights: forward 2 FLOPs per weight per token, backward 2 more (activation gradients only).
-    flops = 4 * body * processed + 4 * embedding * kept_positions
+    adapted = len(model.peft_config["default"].layers_to_transform or range(cfg.num_hidden_layers))
+    # Frozen weights: forward 2 FLOPs per weight per token, backward 2 more (activation gradients only) in the layers
+    # from the lowest adapted one up (backpropagation stops there).
+    flops = (2 + 2 * adapted / cfg.num_hidden_layers) * body * processed + 4 * embedding * kept_positions
     return {
         "recipe": recipe,
         "precision": precision,
+        "lora_layers": lora_layers,
         "samples": len(rows),
         "useful_tokens": useful,
         "processed_tokens": processed,
@@ -111,12 +116,15 @@ def main() -> None:
                         help="training precisions to compare (default: %(default)s)")
     parser.add_argument("--recipes", nargs="+", choices=["ours", "predecessor"], default=["ours", "predecessor"],
                         help="recipes to compare (default: %(default)s)")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--lora-layers", nargs="+", default=None,
+                        help="decoder layers LoRA adapts, as finetune_ben_lab.py's --lora-layers; several compare "
+                        "(e.g. top-half all; default: finetune_ben_lab.py's)")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.batch_size is None:
-        from benlab.train import TrainConfig
+    from benlab.train import TrainConfig
 
-        args.batch_size = TrainConfig().batch_size
+    args.batch_size = args.batch_size or TrainConfig().batch_size
+    args.lora_layers = args.lora_layers or [TrainConfig().lora_layers]
     if args.child:
         print(json.dumps(run(*args.child, args.samples, args.base_model, args.batch_size)))
         return
@@ -127,23 +135,32 @@ def main() -> None:
     results = {}
     for round_number in range(1, args.rounds + 1):
         for recipe in reversed(args.recipes):
-            for precision in args.precision:
-                command = [sys.executable, "-m", "benchmarks.bench_train", "--child", recipe, precision,
+            for precision, layers in ((p, layers) for p in args.precision for layers in args.lora_layers):
+                command = [sys.executable, "-m", "benchmarks.bench_train", "--child", recipe, precision, layers,
                            "--samples", str(args.samples), "--batch-size", str(args.batch_size)]
                 command += ["--base-model", args.base_model] if args.base_model else []
                 out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
                 r = json.loads(out.strip().splitlines()[-1])
                 r["mfu"] = r["model_gflops_per_second"] / peaks[precision]
-                print(f"round {round_number} {recipe:11s} {precision} {r['useful_tokens_per_second']:7.1f} useful tokens/s "
+                print(f"round {round_number} {recipe:11s} {precision} LoRA on {layers} layers "
+                      f"{r['useful_tokens_per_second']:7.1f} useful tokens/s "
                       f"({r['processed_tokens']} tokens processed for {r['useful_tokens']} useful, {r['seconds']} s)  "
                       f"{r['model_gflops_per_second']} GFLOP/s = MFU {r['mfu']:.0%}  held-out loss {r['held_out_loss']}  "
                       f"peak RSS {r['peak_rss_mb']} MB", flush=True)
-                best = results.get((recipe, precision))
+                best = results.get((recipe, precision, layers))
                 if best is None or r["useful_tokens_per_second"] > best["useful_tokens_per_second"]:
-                    results[(recipe, precision)] = r
-    for (recipe, precision), r in results.items():
-        print(f"best {recipe:11s} {precision} {r['useful_tokens_per_second']:7.1f} useful tokens/s, MFU {r['mfu']:.0%}, "
-              f"held-out loss {r['held_out_loss']}, peak RSS {r['peak_rss_mb']} MB")
+                    results[(recipe, precision, layers)] = r
+    for (recipe, precision, layers), r in results.items():
+        print(f"best {recipe:11s} {precision} LoRA on {layers} layers {r['useful_tokens_per_second']:7.1f} useful "
+              f"tokens/s, MFU {r['mfu']:.0%}, held-out loss {r['held_out_loss']}, peak RSS {r['peak_rss_mb']} MB")
+    first = args.lora_layers[0]
+    for recipe, precision, layers in results:
+        if layers != first and (recipe, precision, first) in results:
+            ours, other = results[(recipe, precision, first)], results[(recipe, precision, layers)]
+            print(f"{recipe} {precision}: LoRA on {first} / on {layers} layers in useful tokens/s: "
+                  f"{ours['useful_tokens_per_second'] / other['useful_tokens_per_second']:.2f}x; held-out loss "
+                  f"{ours['held_out_loss']} vs {other['held_out_loss']}")
+    results = {(recipe, precision): r for (recipe, precision, layers), r in results.items() if layers == first}
     for precision in args.precision:
         if {("ours", precision), ("predecessor", precision)} <= set(results):
             speedup = (results[("ours", precision)]["useful_tokens_per_second"]

@@ -39,7 +39,7 @@ def make_model(shape: str, device: str, peft_input_casts: bool = False):
     torch.manual_seed(0)
     config = LlamaConfig(**SHAPES[shape], attn_implementation="sdpa")
     model = LlamaForCausalLM(config).to(device=device, dtype=torch.bfloat16)
-    model = get_peft_model(model, lora_config(TrainConfig()))
+    model = get_peft_model(model, lora_config(TrainConfig(), model))
     if not peft_input_casts:  # as finetune_ben_lab.py trains under autocast
         skip_lora_input_casts(model)
     return model, config

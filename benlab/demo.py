@@ -62,7 +62,8 @@ def lora_size(base_model: str | None) -> None:
 
     base = resolve(base_model)
     config = TrainConfig()
-    model = get_peft_model(load_model(base, torch.float32), lora_config(config))
+    model = load_model(base, torch.float32)
+    model = get_peft_model(model, lora_config(config, model))
     trainable, total = model.get_nb_trainable_parameters()
     print(f"      {base.name}: {total:,} parameters; LoRA r={config.lora_r} on {adapted_modules(model)} "
           f"trains {trainable:,} of them ({100 * trainable / total:.2f}%)")

@@ -58,6 +58,46 @@ def test_adapter_reloads_and_changes_the_logits(trained, tiny_llama):
     assert (after - before).abs().max() > 1e-3
 
 
+def adapted_layer_numbers(adapter_dir) -> set[int]:
+    from safetensors import safe_open
+
+    with safe_open(str(adapter_dir / "adapter_model.safetensors"), "pt") as f:
+        return {int(train.DECODER_LAYER.search(name).group(1)) for name in f.keys()}
+
+
+def test_lora_layers_picks_the_adapted_decoder_layers(trained, tiny_llama, lab_data, tmp_path):
+    """The default adapter has weights for the layers TrainConfig names (all: the tiny model's 0 and 1), every kind
+    of linear layer in them; --lora-layers top-half adapts only the top half (layer 1), --lora-layers 1 the top one."""
+    from safetensors import safe_open
+
+    assert adapted_layer_numbers(trained) == set(train.adapted_layers(train.TrainConfig().lora_layers, 2))
+    for value, expected in (("top-half", {1}), ("all", {0, 1}), ("1", {1})):
+        out = tmp_path / value
+        assert finetune(tiny_llama, lab_data, out, "--max-steps", "1", "--lora-layers", value) == 0
+        assert adapted_layer_numbers(out) == expected, value
+        with safe_open(str(out / "adapter_model.safetensors"), "pt") as f:
+            kinds = {name.split(".")[-3] for name in f.keys()}
+        assert kinds == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}, value
+        assert json.loads((out / "metrics.json").read_text())["config"]["lora_layers"] == value
+
+
+def test_a_bad_lora_layers_is_one_line_before_training(tiny_llama, lab_data, tmp_path, capsys, monkeypatch):
+    """A count the model does not have: one line, exit 2, after the model loads (it says how many layers there are)
+    and before the minutes of general replay; a word argparse does not know: its error line, exit 2."""
+    monkeypatch.setattr(train, "general_replay", lambda *a: pytest.fail("the replay ran first"))
+    code = finetune(tiny_llama, lab_data, tmp_path / "out", "--lora-layers", "3", "--general-replay", "5",
+                    "--max-seq-len", "2048")  # no sample skipped: its warning would be another line
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("Loading weights")]
+    assert code == 2 and len(err) == 1, err  # after the model's own loading bar
+    assert err[0] == "error: --lora-layers 3: this model has 2 decoder layers; give top-half, all or a number from 1 to 2"
+    assert not (tmp_path / "out" / "adapter_model.safetensors").exists()
+    with pytest.raises(SystemExit) as stop:
+        finetune(tiny_llama, lab_data, tmp_path / "out", "--lora-layers", "half")
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "--lora-layers must be top-half, all or a positive number, got half")
+
+
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tiny_llama, lab_data, tmp_path, monkeypatch):
     class PressCtrlC(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
