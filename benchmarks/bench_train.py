@@ -4,7 +4,7 @@ sample padded to 1024 tokens, labels = input ids, full logits), each in fp32 and
 trains it (bf16 weights under autocast, LoRA weights and AdamW fp32). Also: the held-out loss after those steps
 (answer tokens of the first held-out samples), model FLOPs utilisation against the matmul peak measured for the
 dtype used (fp32 and bf16 peaks, each from >= 1 s of 2048^3 products), and peak RSS (each run is its own process).
-`--lora-layers top-half all` compares LoRA on the top half of the decoder layers (the default) with LoRA on all.
+`--lora-layers top-half all` compares LoRA on the top half of the decoder layers with LoRA on all (the default).
 
 Usage (from the repository root):
     .venv/bin/python -m benchmarks.bench_train [--samples 12] [--rounds 2] [--precision fp32 bf16] [--recipes ours predecessor]
