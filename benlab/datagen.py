@@ -303,8 +303,8 @@ def lab_free_samples(seed: int, counts: Counts, split: str) -> list[dict]:
     rows += tool_samples.concept_samples(split)
     if split == "train":
         rows += tool_samples.phase_name_samples()
-        # three drills per comparison run and sweep: the steps of their rules (benlab/number_drills.py)
-        rows += number_drills.drill_samples(job_rng(seed, "train/drills"), 3 * (counts.tri + counts.drift))
+        # four drills per comparison run and sweep: the steps of their rules (benlab/number_drills.py)
+        rows += number_drills.drill_samples(job_rng(seed, "train/drills"), 4 * (counts.tri + counts.drift))
         rows += [tool_samples.refusal_sample(job_rng(seed, f"train/refusal/{i}"), split) for i in range(counts.loop // 4)]
     else:
         rows += [tool_samples.lab_session(job_rng(seed, f"eval/session/{i}"),

@@ -138,7 +138,7 @@ PROBES = (
     ("On which continent is Egypt?", ("africa",)),
     ("Write the number nine as a digit.", ("9",)),
     ("What is the plural of 'foot'?", ("feet",)),
-    ("What is the SI unit of mass?", ("kilogram",)),
+    ("What is the SI unit of mass?", ("kilogram", "kg")),
     ("What is the SI unit of time?", ("second",)),
     ("What do we call a baby cat?", ("kitten",)),
 )
