@@ -268,7 +268,8 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
     probes = skills.probe_chats()[: limit and 4 * limit]
     cache = BaseAnswerCache(base, eval_path, {"limit": limit, "precision": precision, "device": device,
                                               "reasoning": REASONING_TOKENS, "session": SESSION_TOKENS,
-                                              "generated": skills.GENERATED, "probes": skills.PROBES,
+                                              # the probes' questions, not their accepted answers: judging
+                                              "generated": skills.GENERATED, "probes": [q for q, _ in skills.PROBES],
                                               "probe_tokens": skills.PROBE_TOKENS}) if base_cache else None
     cached = cache.load() if cache else {}
     answers, losses, texts, probe_answers = {}, {}, {}, {}

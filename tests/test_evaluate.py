@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from benlab import evaluate, train
+from benlab import evaluate, skills, train
 from benlab.common import run_main
 
 
@@ -136,7 +136,7 @@ def test_report_files(tiny_llama, lab_data, tmp_path):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_base_answers_are_reused_only_for_the_same_model_and_file(tiny_llama, lab_data, tmp_path, capsys):
+def test_base_answers_are_reused_only_for_the_same_model_and_file(tiny_llama, lab_data, tmp_path, capsys, monkeypatch):
     adapter = tmp_path / "lora"
     argv = ["--base-model", str(tiny_llama), "--data", str(lab_data[0]), "--output-dir", str(adapter),
             "--max-steps", "2", "--batch-size", "4", "--lr", "1e-2", "--general-replay", "0"]
@@ -156,6 +156,13 @@ def test_base_answers_are_reused_only_for_the_same_model_and_file(tiny_llama, la
     assert "base model: reusing its answers" in said
     assert second == first  # the cached base answers give the same base figures; the fine-tuned ones are recomputed
     assert "reusing" not in report("--no-base-cache")[1]
+    probes = list(skills.PROBES)
+    question, accepted = probes[0]
+    monkeypatch.setattr(skills, "PROBES", tuple([(question, accepted + ("another spelling",))] + probes[1:]))
+    assert "base model: reusing its answers" in report()[1]  # an accepted spelling is judging, not answering
+    monkeypatch.setattr(skills, "PROBES", tuple([(question + " One word.", accepted)] + probes[1:]))
+    assert "reusing" not in report()[1]  # a probe asked otherwise is answered anew
+    monkeypatch.setattr(skills, "PROBES", tuple(probes))
     held_out.write_text("".join(held_out.read_text().splitlines(keepends=True)[1:]))  # another held-out file
     assert "reusing" not in report()[1]
 
