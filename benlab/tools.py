@@ -32,6 +32,11 @@ TOOL_DEFAULTS = {
     "replay_drift": {"system_size": 12, "base_depth": 4, "seed": 0, "depth_factors": [1, 2, 4, 8], "bias": 0.5,
                      "noise": 0.05},
 }
+# What each tool takes: its defaults' fields and the phase it runs (discovery takes `phases`, in its defaults). The
+# lab ignores a field it does not know, so a call with one would run without what was asked for ("10 qubits" sent
+# as num_per_phase to /tri ran the default 12 qubits): such a call goes back to the model as an error instead.
+TOOL_ARGS = {name: set(defaults) | ({"phase_type"} if "phases" not in defaults else set())
+             for name, defaults in TOOL_DEFAULTS.items()}
 PROTOCOL = (
     'To run an experiment, reply with exactly one line: TOOL: {"name": "run_phase"|"tri"|"discovery"|"replay_drift", '
     '"args": {...}}. The lab\'s answer comes back as "Experiment result: <JSON>"; then explain it, quoting its values.'
@@ -59,7 +64,7 @@ HELD_OUT_PROTOCOL_PROMPTS = PROTOCOL_PROMPTS[-2:]
 
 
 class ToolError(ValueError):
-    """A TOOL line that cannot be run: not JSON, not the right shape, or an unknown tool."""
+    """A TOOL line that cannot be run: not JSON, not the right shape, an unknown tool or an argument it lacks."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,10 @@ def parse_tool_call(reply: str) -> ToolCall | None:
     args = call.get("args", {})
     if not isinstance(args, dict):
         raise ToolError(f"the args of {call['name']} must be a JSON object, got {json.dumps(args)[:80]}")
+    unknown = sorted(set(args) - TOOL_ARGS[call["name"]])
+    if unknown:
+        raise ToolError(f"{call['name']} has no argument {', '.join(map(repr, unknown))}; it takes "
+                        f"{', '.join(sorted(TOOL_ARGS[call['name']]))}")
     return ToolCall(call["name"], args)
 
 

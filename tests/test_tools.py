@@ -19,6 +19,8 @@ def test_a_tool_line_is_parsed_and_round_trips():
     ('TOOL: ["tri"]', "one JSON object"),
     ('TOOL: {"name": "teleport", "args": {}}', "unknown tool 'teleport'"),
     ('TOOL: {"name": "tri", "args": [1]}', "must be a JSON object"),
+    ('TOOL: {"name": "tri", "args": {"bias": 0.8, "num_per_phase": 10}}', "tri has no argument 'num_per_phase'; it takes"),
+    ('TOOL: {"name": "discovery", "args": {"phase_type": "spt_cluster"}}', "discovery has no argument 'phase_type'"),
 ])
 def test_a_bad_tool_line_says_what_is_wrong(line, problem):
     with pytest.raises(tools.ToolError, match=problem):
@@ -43,4 +45,5 @@ def test_tool_defaults_are_the_labs_defaults():
         lab = {k: f.default for k, f in model.model_fields.items() if not f.is_required()}
         lab = {k: [p.value for p in v] if k == "phases" else getattr(v, "value", v) for k, v in lab.items()}
         assert tools.TOOL_DEFAULTS[name] == lab, name
+        assert tools.TOOL_ARGS[name] == set(model.model_fields), name
         assert tools.TOOL_PATHS[name] in {r.path for r in api.app.routes}
