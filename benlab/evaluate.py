@@ -361,6 +361,7 @@ GOALS = {  # report key -> (what it measures, goal)
     "tri_comparison": ("which of two measured TRIs is larger", ">= 0.90"),
     "drift_class": ("drift class from the drifts in the question", ">= 0.90"),
     "tool_call": ("a request -> exactly one right TOOL line", ">= 0.95"),
+    "tool_retry": ("a refused TOOL line's error -> exactly one right TOOL line", ">= 0.90"),
     "result_phase": ("a raw /run_phase_experiment result -> its phase", ">= 0.95"),
     "result_tri_compare": ("two raw /tri results -> which TRI is larger", ">= 0.90"),
     "result_drift": ("a raw /replay_drift result -> Grows / Saturates / Flat", ">= 0.90"),

@@ -15,6 +15,7 @@ from benlab.prompts import SYSTEM_PROMPT
 # Each budget is a little above the longest answer of that kind in the training data (SmolLM2 tokens).
 GENERATED = {
     "tool_call": ("tool_call", 96),
+    "tool_retry": ("tool_retry", 96),
     "result_phase": ("result_phase", 128),
     "result_tri_compare": ("result_tri_compare", 112),
     "result_drift": ("result_drift", 128),
@@ -78,7 +79,7 @@ def misattached_drifts(answer: str, context: str) -> list[str]:
 def verdict(row: dict, answer: str) -> dict:
     """{"ok": bool, ...details} for one generated answer."""
     meta, kind = row["meta"], row["meta"]["kind"]
-    if kind == "tool_call":
+    if kind in ("tool_call", "tool_retry"):
         lines = [line for line in answer.strip().splitlines() if line.strip()]
         try:
             call = tools.parse_tool_call(answer)

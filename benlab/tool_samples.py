@@ -38,6 +38,9 @@ REQUESTS = {
         "I need a fresh run of the {what}{details}.",
         "Let's look at the {what}{details}: run it.",
         "Could you do a run_phase experiment for the {what}{details}?",
+        "Get me the lab's numbers for the {what}{details}.",
+        "What are the measured features of the {what}{details}? I need the lab's values.",
+        "Show me what the lab reports for the {what}{details}.",
         "Give me the lab's measurements for the {what}{details}.",
     ),
     "tri": (
@@ -81,6 +84,9 @@ REQUESTS = {
         "Run unsupervised discovery over {what}{details}.",
         "Cluster {what}{details} and tell me how pure the clusters are.",
         "Run discovery on {what}{details} and give me the purity and ARI.",
+        "How cleanly does k-means split {what}{details}? Run it.",
+        "Are {what} distinguishable without labels{details}? Find out with the lab.",
+        "Do {what} form separate clusters{details}? Check it in the lab.",
         "How well do {what} separate in feature space{details}? Run discovery.",
         "Do a discovery run with {what}{details} and report the purity.",
     ),
@@ -203,6 +209,31 @@ def tool_call_sample(rng: random.Random, tool: str, args: dict, split: str, kind
     messages = [{"role": "system", "content": system}, {"role": "user", "content": request_text(rng, tool, args, split)},
                 {"role": "assistant", "content": call.line()}]
     return chat_sample(kind, messages, args, Quotes(), call={"name": tool, "args": args})
+
+
+# Names a model puts where the lab's argument belongs: run 27's chat sent "10 qubits" to /tri as num_per_phase.
+MISNAMED_ARGS = {"system_size": ("num_per_phase", "qubits", "n_qubits", "size"), "depth": ("layers", "num_layers"),
+                 "phase_type": ("phase", "state"), "phases": ("phase_type", "phase_list"), "seed": ("random_seed",)}
+
+
+def tool_retry_sample(rng: random.Random, tool: str, args: dict, split: str, kind: str = "tool_retry") -> dict:
+    """A TOOL line with a misnamed argument, the error chat_with_lab.py sends back for it (tools.parse_tool_call's
+    own message), and the corrected line. Only the correction is trained: the refused line is marked
+    `"train": false`, so the model learns to read the error and fix the call, never to write the wrong one."""
+    misnamed = [key for key in args if key in MISNAMED_ARGS]
+    key = "system_size" if "system_size" in misnamed and rng.random() < 0.6 else rng.choice(misnamed)
+    wrong_name = rng.choice([name for name in MISNAMED_ARGS[key] if name not in tools.TOOL_ARGS[tool]])
+    wrong_line = tools.tool_line(tool, {(wrong_name if k == key else k): v for k, v in args.items()})
+    try:
+        tools.parse_tool_call(wrong_line)
+        raise AssertionError(f"{wrong_line} should have been refused")
+    except tools.ToolError as error:
+        refusal = tools.error_message(str(error))
+    sample = tool_call_sample(rng, tool, args, split, kind)
+    system, request, correct = sample["messages"]
+    sample["messages"] = [system, request, {"role": "assistant", "content": wrong_line, "train": False},
+                          {"role": "user", "content": refusal}, correct]
+    return sample
 
 
 # ---------------------------------------------------------------- explaining a lab result

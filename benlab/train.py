@@ -127,13 +127,14 @@ def row_to_chat(row: dict, where: str) -> list[dict]:
 
 def encode(chat: list[dict], tokenizer, max_seq_len: int) -> dict | None:
     """Token ids of the whole chat and labels that are -100 except on the assistant's turns (every one of them: a
-    lab-loop conversation trains the TOOL line and the explanation). Each turn's prompt is the chat template
-    applied to the earlier turns with the generation prompt, exactly what inference sees."""
+    lab-loop conversation trains the TOOL line and the explanation), bar a turn marked `"train": false` (a refused
+    TOOL line: context for the correction after it, not something to learn). Each turn's prompt is the chat
+    template applied to the earlier turns with the generation prompt, exactly what inference sees."""
     ids: list[int] = []
     labels: list[int] = []
     rendered = ""
     for i, message in enumerate(chat):
-        if message["role"] != "assistant":
+        if message["role"] != "assistant" or message.get("train") is False:
             continue
         prompt = tokenizer.apply_chat_template(chat[:i], tokenize=False, add_generation_prompt=True)
         full = tokenizer.apply_chat_template(chat[: i + 1], tokenize=False)

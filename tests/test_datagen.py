@@ -8,7 +8,7 @@ import requests
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from benlab import datagen, samples
+from benlab import datagen, samples, tools
 from benlab.common import run_main
 from benlab.lab_client import LabClient
 from tests.conftest import serve
@@ -47,7 +47,7 @@ def test_schema_and_chat_messages(campaign):
     assert len({json.dumps(r["messages"]) for r in train}) == len(train)
     kinds = {r["meta"]["kind"] for r in train}
     assert {"phase_identification", "tri_comparison", "drift_class", "tool_call", "tool_result", "measurement",
-            "concept", "refusal"} <= kinds
+            "concept", "refusal", "tool_retry"} <= kinds
     assert {r["meta"]["kind"] for r in held_out} >= set(CHECKABLE) | {"tool_call", "result_phase", "lab_session"}
     for row in held_out:
         if row["meta"]["kind"] in CHECKABLE:
@@ -55,6 +55,21 @@ def test_schema_and_chat_messages(campaign):
             assert row["meta"]["answer"] in row["meta"]["choices"]
             reasoning, mark, rest = row["output"].partition(samples.ANSWER_MARK)
             assert mark and reasoning and rest.startswith(f" {row['meta']['answer']}.")
+
+
+def test_a_retry_corrects_the_refused_line_and_trains_only_the_correction(campaign):
+    for path in ("train.jsonl", "eval.jsonl"):
+        retries = [r for r in read(campaign / path) if r["meta"]["kind"] == "tool_retry"]
+        assert retries, path
+        for row in retries:
+            _, request, refused, error, correction = row["messages"]
+            assert refused["train"] is False and "train" not in correction
+            with pytest.raises(tools.ToolError) as refusal:
+                tools.parse_tool_call(refused["content"])
+            assert error["content"] == tools.error_message(str(refusal.value))  # what chat_with_lab.py sends back
+            call = tools.parse_tool_call(correction["content"])
+            assert (call.name, call.args) == (row["meta"]["call"]["name"], row["meta"]["call"]["args"])
+            assert refused["content"] != correction["content"]
 
 
 def test_held_out_seeds_are_odd_and_training_seeds_even():

@@ -29,6 +29,16 @@ def test_a_tool_call_counts_only_as_one_right_line():
     assert not skills.verdict(r, "TOOL: {broken")["ok"]
 
 
+def test_a_retry_counts_when_the_corrected_line_is_right():
+    call = {"name": "tri", "args": {"phase_type": "spt_cluster", "system_size": 10}}
+    wrong = tools.tool_line("tri", {"phase_type": "spt_cluster", "qubits": 10})
+    r = row("tool_retry", {"call": call}, {"role": "user", "content": "TRI of the cluster state, 10 qubits?"},
+            {"role": "assistant", "content": wrong}, {"role": "user", "content": tools.error_message("no 'qubits'")},
+            {"role": "assistant", "content": ""})
+    assert skills.verdict(r, tools.tool_line("tri", call["args"]))["ok"]
+    assert not skills.verdict(r, wrong)["ok"]  # the same refused line again
+
+
 def test_result_phase_and_quoted_values():
     r = result_row("result_phase", {"answer": "spt_cluster"}, RESULT)
     good = skills.verdict(r, "stabilizer_mean 0.991 > 0.5, yes. Phase: spt_cluster. string_order 0.940.")

@@ -198,6 +198,19 @@ def test_every_assistant_turn_is_labelled(tiny_llama):
     assert [tokenizer.decode(s) for s in spans] == ['TOOL: {"name": "tri", "args": {}}<|im_end|>\n', "TRI = 0.41.<|im_end|>\n"]
 
 
+def test_a_turn_marked_not_to_train_is_context_only(tiny_llama):
+    """A refused TOOL line stays in the prompt of the correction after it, with no label of its own."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    chat = [{"role": "system", "content": "s"}, {"role": "user", "content": "Run it."},
+            {"role": "assistant", "content": 'TOOL: {"name": "tri", "args": {"qubits": 8}}', "train": False},
+            {"role": "user", "content": 'Experiment result: {"error": "tri has no argument \'qubits\'"}'},
+            {"role": "assistant", "content": 'TOOL: {"name": "tri", "args": {"system_size": 8}}'}]
+    row = train.encode(chat, tokenizer, 512)
+    assert row["input_ids"] == tokenizer(tokenizer.apply_chat_template(chat, tokenize=False), add_special_tokens=False)["input_ids"]
+    labelled = [token for token, label in zip(row["input_ids"], row["labels"]) if label != -100]
+    assert tokenizer.decode(labelled) == 'TOOL: {"name": "tri", "args": {"system_size": 8}}<|im_end|>\n'
+
+
 @pytest.mark.parametrize("cuda, cuda_bf16, cpu_bf16, expected", [
     (True, True, False, "bf16"), (True, False, True, "fp16"), (False, None, True, "bf16"), (False, None, False, "fp32"),
 ])
