@@ -1,10 +1,12 @@
 """The base model's evaluation answers, kept between runs (evaluate_ben_lab.py).
 
-The base model's answers to a held-out file never change while the base model, the file and the way answers are
-generated stay the same, so they are computed once and reused: the key is a hash of the base model's weights file,
-the held-out file, the question limit, the precision and device, the generation budgets and the code that renders
-and generates. Only raw answers are stored; the verdicts are recomputed from them every run, so a change to how
-answers are judged needs no new cache. The files live in $BENLAB_CACHE_DIR (default ~/.cache/benlab/eval-base).
+The base model's answer to a held-out question never changes while the base model and the way answers are
+generated stay the same, so each is computed once and reused. One file per base model (a hash of its weights file),
+precision, device, generation budgets and the code that renders and generates; inside it, each answer is kept under
+a hash of what was asked (the chat, and the choices or the kind), so a held-out file that gains, loses or rewords
+questions reuses the answers to all the others and computes only the new ones. Only raw answers are stored; the
+verdicts are recomputed from them every run, so a change to how answers are judged needs no new cache. The files
+live in $BENLAB_CACHE_DIR (default ~/.cache/benlab/eval-base).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from benlab.common import atomic_write
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: one entry per question (1 kept a whole held-out file's answers as one)
 # The code that decides what the base model is asked and how it answers: a change to any of these is a new key.
 SOURCES = ("generation.py", "chat.py", "tools.py", "models.py")
 
@@ -48,30 +50,52 @@ def model_digest(base) -> str:
     return hashlib.sha256(str(base.path).encode()).hexdigest()
 
 
+def item_key(*asked) -> str:
+    """The key of one answer: a hash of everything that was asked."""
+    return hashlib.sha256(json.dumps(asked, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:24]
+
+
 class BaseAnswerCache:
-    def __init__(self, base, eval_path: Path, settings: dict):
+    """Sections ("choices", "texts", "probes", "loss", "sessions") of answers, each keyed by item_key."""
+
+    def __init__(self, base, settings: dict, enabled: bool = True):
         here = Path(__file__).resolve().parent
         key_parts = {
             "version": CACHE_VERSION,
             "model": model_digest(base),
-            "eval_file": file_digest(eval_path),
             "settings": settings,
             "code": {name: file_digest(here / name) for name in SOURCES},
         }
         self.key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:24]
         self.path = cache_dir() / f"{self.key}.json"
+        self.enabled = enabled
+        self.entries = self.load() if enabled else {}
 
     def load(self) -> dict:
         """What was stored under this key ({} when nothing was, or the file is unreadable)."""
         try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
+            entries = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
+        return entries if isinstance(entries, dict) else {}
 
-    def save(self, entries: dict) -> None:
-        """Add entries (e.g. "answers", "sessions") to what is stored; a cache that cannot be written is skipped."""
+    def missing(self, section: str, keys: list[str]) -> list[int]:
+        """The positions of the keys with no stored answer."""
+        stored = self.entries.get(section, {})
+        return [i for i, key in enumerate(keys) if key not in stored]
+
+    def fill(self, section: str, keys: list[str], computed: dict[int, object]) -> list:
+        """Every key's answer: the stored ones, and the computed ones (position -> answer), which are stored."""
+        stored = self.entries.setdefault(section, {})
+        stored.update({keys[i]: answer for i, answer in computed.items()})
+        return [stored[key] for key in keys]
+
+    def save(self) -> None:
+        """Write what is stored; a cache that cannot be written is skipped."""
+        if not self.enabled:
+            return
         try:
-            atomic_write(self.path, json.dumps({**self.load(), **entries}))
+            atomic_write(self.path, json.dumps(self.entries))
         except OSError as error:
             print(f"[eval] could not keep the base model's answers in {self.path} ({error.strerror}); "
                   "the next run recomputes them")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from benlab import skills
 from benlab.common import BenLabError, atomic_write, ensure_writable_dir
-from benlab.eval_cache import BaseAnswerCache
+from benlab.eval_cache import BaseAnswerCache, item_key
 from benlab.generation import generate_replies, prompt_text
 from benlab.samples import ANSWER_MARK
 
@@ -105,23 +105,28 @@ def answer_all(model, tokenizer, questions: list[dict], bar=None) -> list[tuple[
     return answers
 
 
-def heldout_loss(model, tokenizer, chats: list[list[dict]]) -> float:
-    """Mean cross-entropy per answer token over the held-out samples (the training loss, on unseen data)."""
+def answer_losses(model, tokenizer, chats: list[list[dict]]) -> list[list[float]]:
+    """[summed cross-entropy, answer tokens] of each held-out sample (the training loss, on unseen data)."""
     import torch
 
     from benlab.train import answer_only_loss, encode, pad_batch
 
-    total, tokens = 0.0, 0
+    losses = []
     with torch.no_grad():
         for chat in chats:
             row = encode(chat, tokenizer, 2048)
             if row is None:
+                losses.append([0.0, 0])
                 continue
             batch = {k: v.to(model.device) for k, v in pad_batch([row], tokenizer.pad_token_id).items()}
             count = int((batch["labels"][:, 1:] != -100).sum())
-            total += float(answer_only_loss(model, batch, count)) * count
-            tokens += count
-    return total / max(tokens, 1)
+            losses.append([float(answer_only_loss(model, batch, count)) * count, count])
+    return losses
+
+
+def mean_loss(losses: list[list[float]]) -> float:
+    """Mean cross-entropy per answer token over the samples."""
+    return sum(total for total, _ in losses) / max(sum(count for _, count in losses), 1)
 
 
 def multiple_choice_results(questions: list[dict], answers: dict) -> tuple[dict, list[dict]]:
@@ -266,37 +271,44 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
         raise unloadable_adapter(adapter_dir, error) from None
     chats = [q["chat"] for q in questions]
     probes = skills.probe_chats()[: limit and 4 * limit]
-    cache = BaseAnswerCache(base, eval_path, {"limit": limit, "precision": precision, "device": device,
-                                              "reasoning": REASONING_TOKENS, "session": SESSION_TOKENS,
-                                              # the probes' questions, not their accepted answers: judging
-                                              "generated": skills.GENERATED, "probes": [q for q, _ in skills.PROBES],
-                                              "probe_tokens": skills.PROBE_TOKENS}) if base_cache else None
-    cached = cache.load() if cache else {}
-    answers, losses, texts, probe_answers = {}, {}, {}, {}
-    if "answers" in cached:
-        print(f"[eval] base model: reusing its answers from {cache.path} (same base model, held-out file and "
-              "settings; --no-base-cache recomputes them)", flush=True)
-        base_answers = cached["answers"]
-        answers["base"] = [tuple(a) for a in base_answers["choices"]]
-        texts["base"], probe_answers["base"], losses["base"] = base_answers["texts"], base_answers["probes"], base_answers["loss"]
-    total = (1 if "answers" in cached else 2) * (2 * len(questions) + len(generated) + len(probes))
+    cache = BaseAnswerCache(base, {"precision": precision, "device": device, "reasoning": REASONING_TOKENS,
+                                   "session": SESSION_TOKENS, "generated": skills.GENERATED,
+                                   "probe_tokens": skills.PROBE_TOKENS}, enabled=base_cache)
+    asked = {"choices": [item_key(q["chat"], q["choices"]) for q in questions],
+             "texts": [item_key(row["meta"]["kind"], row["messages"][:-1]) for row in generated],
+             "probes": [item_key(chat) for chat in probes],
+             "loss": [item_key(chat) for chat in chats]}
+    new = {section: cache.missing(section, keys) for section, keys in asked.items()}
+    n_asked, n_new = (sum(len(rows[s]) for s in ("choices", "texts", "probes")) for rows in (asked, new))
+    if base_cache and n_new < n_asked:
+        print(f"[eval] base model: reusing {n_asked - n_new} of its {n_asked} answers from {cache.path} (same base "
+              f"model and settings; --no-base-cache recomputes them)"
+              + (f"; {n_new} new, answered now" if n_new else ""), flush=True)
 
-    def answer_everything(name: str, bar) -> None:
-        answers[name] = answer_all(model, tokenizer, questions, bar)
-        texts[name] = generated_answers(model, tokenizer, generated, bar)
-        probe_answers[name] = generate_replies(model, tokenizer, probes, skills.PROBE_TOKENS, bar=bar)
-        losses[name] = heldout_loss(model, tokenizer, chats)
+    def answer_everything(pick: dict[str, list[int]], bar) -> dict[str, dict[int, object]]:
+        """The answers to the picked questions of each section, by position."""
+        replies = {"choices": answer_all(model, tokenizer, [questions[i] for i in pick["choices"]], bar),
+                   "texts": generated_answers(model, tokenizer, [generated[i] for i in pick["texts"]], bar),
+                   "probes": generate_replies(model, tokenizer, [probes[i] for i in pick["probes"]],
+                                              skills.PROBE_TOKENS, bar=bar),
+                   "loss": answer_losses(model, tokenizer, [chats[i] for i in pick["loss"]])}
+        return {section: dict(zip(pick[section], replies[section])) for section in pick}
 
-    with tqdm(total=total, desc="answering", unit="q") as bar:
-        if "answers" not in cached:
-            with model.disable_adapter():
-                answer_everything("base", bar)
-            if cache:
-                cache.save({"answers": {"choices": answers["base"], "texts": texts["base"],
-                                        "probes": probe_answers["base"], "loss": losses["base"]}})
+    every = {section: list(range(len(keys))) for section, keys in asked.items()}
+    with tqdm(total=len(new["choices"]) + n_new + len(questions) + n_asked, desc="answering", unit="q") as bar:
+        with model.disable_adapter():
+            base_new = answer_everything(new, bar)
+        by_model = {"base": {section: cache.fill(section, keys, base_new[section]) for section, keys in asked.items()}}
+        if n_new:
+            cache.save()
         # The adapter merged into the weights: the same model, without the adapter's per-layer overhead.
         model = model.merge_and_unload()
-        answer_everything("finetuned", bar)
+        by_model["finetuned"] = {section: [replies[i] for i in every[section]]
+                                 for section, replies in answer_everything(every, bar).items()}
+    answers = {name: by_model[name]["choices"] for name in by_model}
+    texts = {name: by_model[name]["texts"] for name in by_model}
+    probe_answers = {name: by_model[name]["probes"] for name in by_model}
+    losses = {name: mean_loss(by_model[name]["loss"]) for name in by_model}
     results, predictions = multiple_choice_results(questions, answers)
     # Generated answers, judged.
     counts: dict[str, dict] = {}
@@ -334,14 +346,18 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
     # Scripted lab sessions through chat_with_lab.py on llama.cpp.
     ggufs = {"base": base_gguf(base), "finetuned": merged_gguf}
     if sessions and all(path is not None and path.is_file() for path in ggufs.values()):
-        runs = {"base": cached["sessions"]} if "sessions" in cached else {}
-        if runs:
-            print(f"[eval] base model: reusing its lab sessions from {cache.path}", flush=True)
-        with LocalLab() as lab, tqdm(total=(2 - len(runs)) * len(sessions), desc="lab sessions", unit="session") as bar:
-            runs.update({name: run_sessions(sessions, path, lab.url, bar) for name, path in ggufs.items()
-                         if name not in runs})
-        if cache and "sessions" not in cached:
-            cache.save({"sessions": runs["base"]})
+        keys = [item_key(row["messages"][1]["content"]) for row in sessions]
+        new_sessions = cache.missing("sessions", keys)
+        if base_cache and len(new_sessions) < len(sessions):
+            print(f"[eval] base model: reusing {len(sessions) - len(new_sessions)} of its {len(sessions)} lab sessions "
+                  f"from {cache.path}", flush=True)
+        with LocalLab() as lab, tqdm(total=len(new_sessions) + len(sessions), desc="lab sessions", unit="session") as bar:
+            runs = {"base": run_sessions([sessions[i] for i in new_sessions], ggufs["base"], lab.url, bar)
+                    if new_sessions else [],
+                    "finetuned": run_sessions(sessions, ggufs["finetuned"], lab.url, bar)}
+        runs["base"] = cache.fill("sessions", keys, dict(zip(new_sessions, runs["base"])))
+        if new_sessions:
+            cache.save()
         runs = {name: [judge_session(row, run) for row, run in zip(sessions, runs[name])] for name in runs}
         results["lab_session"] = {name: round(sum(r["ok"] for r in runs[name]) / len(sessions), 4) for name in runs}
         results["lab_session"]["n"] = len(sessions)

@@ -1,6 +1,7 @@
 """The evaluation: multiple-choice scoring by log-likelihood, and the report files."""
 
 import json
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -136,7 +137,8 @@ def test_report_files(tiny_llama, lab_data, tmp_path):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_base_answers_are_reused_only_for_the_same_model_and_file(tiny_llama, lab_data, tmp_path, capsys, monkeypatch):
+def test_base_answers_are_reused_question_by_question(tiny_llama, lab_data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("BENLAB_CACHE_DIR", str(tmp_path / "cache"))  # not the answers other tests left
     adapter = tmp_path / "lora"
     argv = ["--base-model", str(tiny_llama), "--data", str(lab_data[0]), "--output-dir", str(adapter),
             "--max-steps", "2", "--batch-size", "4", "--lr", "1e-2", "--general-replay", "0"]
@@ -153,18 +155,22 @@ def test_base_answers_are_reused_only_for_the_same_model_and_file(tiny_llama, la
     first, said = report()
     assert "reusing" not in said
     second, said = report()
-    assert "base model: reusing its answers" in said
+    n = re.search(r"base model: reusing (\d+) of its (\d+) answers", said)
+    assert n and n.group(1) == n.group(2) and "new, answered now" not in said
     assert second == first  # the cached base answers give the same base figures; the fine-tuned ones are recomputed
     assert "reusing" not in report("--no-base-cache")[1]
     probes = list(skills.PROBES)
     question, accepted = probes[0]
     monkeypatch.setattr(skills, "PROBES", tuple([(question, accepted + ("another spelling",))] + probes[1:]))
-    assert "base model: reusing its answers" in report()[1]  # an accepted spelling is judging, not answering
+    assert "new, answered now" not in report()[1]  # an accepted spelling is judging, not answering
     monkeypatch.setattr(skills, "PROBES", tuple([(question + " One word.", accepted)] + probes[1:]))
-    assert "reusing" not in report()[1]  # a probe asked otherwise is answered anew
+    assert "; 1 new, answered now" in report()[1]  # a probe asked otherwise is answered anew
     monkeypatch.setattr(skills, "PROBES", tuple(probes))
-    held_out.write_text("".join(held_out.read_text().splitlines(keepends=True)[1:]))  # another held-out file
-    assert "reusing" not in report()[1]
+    rows = [json.loads(line) for line in held_out.read_text().splitlines()]
+    tool_call = next(row for row in rows if row["meta"]["kind"] == "tool_call")
+    tool_call["messages"][1]["content"] += " Thanks."
+    held_out.write_text("".join(json.dumps(row) + "\n" for row in rows))  # one question reworded
+    assert "; 1 new, answered now" in report()[1]
 
 
 def test_missing_eval_file_is_one_line(tmp_path, capsys):
