@@ -323,6 +323,10 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
             judged = skills.verdict(row, texts[name][i])
             # invented_measurements counts the failures (lower is better); the other keys count successes
             entry[name] += (not judged["ok"]) if key == "invented_measurements" else judged["ok"]
+            if "refused" in judged:
+                refused = counts.setdefault("false_refusals", {"base": 0, "finetuned": 0, "n": 0})
+                refused[name] += judged["refused"]
+                refused["n"] += name == "base"
             if "quoted" in judged:
                 quoted[name][0] += judged["quoted_right"]
                 quoted[name][1] += judged["quoted"]
@@ -383,6 +387,7 @@ GOALS = {  # report key -> (what it measures, goal)
     "result_drift": ("a raw /replay_drift result -> Grows / Saturates / Flat", ">= 0.90"),
     "quoted_values": ("numbers quoted in those explanations that are the result's", ">= 0.95"),
     "invented_measurements": ("measurement questions without a result answered with a number as measured", "<= 0.05"),
+    "false_refusals": ("the same questions, all within the lab's limits, answered as if the lab could not run them", "<= 0.05 (ours)"),
     "concepts": ("concept questions (held-out phrasings) answered with the key facts", ">= 0.80"),
     "general_retention": ("of the probes the base answers right, the share the fine-tuned model keeps", ">= 0.90"),
     "general_probes": ("general-knowledge probes answered right", ""),
@@ -425,7 +430,7 @@ def plot_accuracy(results: dict, path: Path) -> None:
         ax.scatter(*zip(*chance), color="black", marker="_", s=500, label="chance", zorder=3)
     ax.set_xticks(x, [k.replace("_", " ") for k in kinds], rotation=30, ha="right")
     ax.set_ylim(0, 1)
-    ax.set_ylabel("share of held-out questions (invented: lower is better)")
+    ax.set_ylabel("share of held-out questions (invented, false refusals: lower is better)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -23,6 +23,7 @@ GENERATED = {
     "concept": ("concepts", 128),
 }
 PROBE_TOKENS = 48
+REFUSAL = re.compile(r"cannot (?:run|simulate)|the lab has no ", re.IGNORECASE)  # how the refusal samples begin
 
 
 def picked_phase(answer: str) -> str | None:
@@ -95,7 +96,8 @@ def verdict(row: dict, answer: str) -> dict:
                 "quoted_right": max(good - len(wrong_depth), 0)} | ({"wrong_depth": wrong_depth} if wrong_depth else {})
     if kind == "measurement":
         invented = grounding.presented_as_measured(answer, context_text(row))
-        return {"ok": not invented, "invented": invented}
+        # every held-out measurement question is within the lab's limits: saying it cannot be run is false
+        return {"ok": not invented, "invented": invented, "refused": bool(REFUSAL.search(answer))}
     if kind == "concept":
         missing = [f[0] for f in meta["facts"] if not any(s.lower() in answer.lower() for s in f)]
         return {"ok": not missing, "missing": missing}

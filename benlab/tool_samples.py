@@ -380,8 +380,13 @@ def measurement_question_sample(rng: random.Random, split: str, seed: int, kind:
     if rng.random() < 0.3:
         args["seed"] = seed
     rest = {k: v for k, v in args.items() if k != "phase_type"}
-    question = rng.choice(wordings(PLAIN_MEASUREMENT_QUESTIONS[quantity], split)).format(
-        what=phase_words(rng, args["phase_type"]), details=details_text(rest))
+    wording = rng.choice(wordings(PLAIN_MEASUREMENT_QUESTIONS[quantity], split))
+    what = phase_words(rng, args["phase_type"])
+    if split == "eval" and rng.random() < 0.5:
+        # Half the held-out questions give the size as "at 12 qubits", the form only the refusals (sizes over the
+        # limit) use in training: run 28 answered such a question with "The lab cannot run 12 qubits".
+        what += f" at {rest.pop('system_size')} qubits"
+    question = wording.format(what=what, details=details_text(rest))
     answer = (f"That has to be measured: there is no lab result for it in this conversation, so I will not give a "
               f"number as measured. The {tool} experiment measures it: {tools.tool_line(tool, args)} "
               f"(chat_with_lab.py runs it for you). Expectation, not a measurement: {expectation(quantity, args)}")

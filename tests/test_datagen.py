@@ -72,6 +72,15 @@ def test_a_retry_corrects_the_refused_line_and_trains_only_the_correction(campai
             assert refused["content"] != correction["content"]
 
 
+def test_held_out_measurement_questions_also_state_the_size_as_only_refusals_do_in_training(campaign):
+    at_size = re.compile(r" at \d+ qubits")
+    questions = {path: [r["messages"][1]["content"] for r in read(campaign / path) if r["meta"]["kind"] == "measurement"]
+                 for path in ("train.jsonl", "eval.jsonl")}
+    assert not any(at_size.search(q) for q in questions["train.jsonl"])
+    assert any(at_size.search(q) for q in questions["eval.jsonl"])
+    assert not all(at_size.search(q) for q in questions["eval.jsonl"])
+
+
 def test_held_out_seeds_are_odd_and_training_seeds_even():
     import random
 

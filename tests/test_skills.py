@@ -90,6 +90,14 @@ def test_a_measurement_answer_with_a_number_as_measured_is_invented():
                              "not a measurement: about 2 × |2 × 0.6 − 1| = 0.40.")["ok"]
 
 
+def test_a_measurement_question_answered_with_the_size_limit_is_a_false_refusal():
+    r = row("measurement", {}, {"role": "user", "content": "What is the string order of the cluster state at 12 qubits?"},
+            {"role": "assistant", "content": ""})
+    refused = skills.verdict(r, "The lab cannot run 12 qubits: system_size must be 4–20.")  # run 28's answer
+    assert refused["refused"] and refused["ok"]  # false, but no number presented as measured
+    assert not skills.verdict(r, "That has to be measured. The trivial phase has no string order.")["refused"]
+
+
 def test_concept_needs_every_key_fact():
     r = row("concept", {"facts": [["string order"], ["stabilizer"], ["topolog", "spt"]]},
             {"role": "user", "content": "What is the cluster phase?"}, {"role": "assistant", "content": ""})
