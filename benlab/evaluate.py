@@ -319,14 +319,15 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
         entry["n"] += 1
         prediction = {"kind": row["meta"]["kind"], "question": row["messages"][-2]["content"][:2000],
                       "expected": row["messages"][-1]["content"]}
+        if row["meta"]["kind"] == "measurement":  # its answers are also checked for refusing what the lab can run
+            refused = counts.setdefault("false_refusals", {"base": 0, "finetuned": 0, "n": 0})
+            refused["n"] += 1
         for name in ("base", "finetuned"):
             judged = skills.verdict(row, texts[name][i])
             # invented_measurements counts the failures (lower is better); the other keys count successes
             entry[name] += (not judged["ok"]) if key == "invented_measurements" else judged["ok"]
             if "refused" in judged:
-                refused = counts.setdefault("false_refusals", {"base": 0, "finetuned": 0, "n": 0})
                 refused[name] += judged["refused"]
-                refused["n"] += name == "base"
             if "quoted" in judged:
                 quoted[name][0] += judged["quoted_right"]
                 quoted[name][1] += judged["quoted"]

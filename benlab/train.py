@@ -116,6 +116,10 @@ def row_to_chat(row: dict, where: str) -> list[dict]:
         ok = isinstance(messages, list) and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in messages)
         if not ok or not messages or messages[-1]["role"] != "assistant":
             raise BenLabError(f"{where}: 'messages' must be a list of {{role, content}} ending with the assistant's answer")
+        flags = [m["train"] for m in messages if "train" in m]
+        if any(not isinstance(flag, bool) for flag in flags) or messages[-1].get("train") is False:
+            raise BenLabError(f"{where}: \"train\" must be true or false, and the last answer is always trained "
+                              "(mark only an earlier assistant turn \"train\": false)")
         return messages
     missing = [k for k in ("instruction", "output") if not isinstance(row.get(k), str) or not row.get(k)]
     if missing:

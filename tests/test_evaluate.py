@@ -119,7 +119,7 @@ def test_report_files(tiny_llama, lab_data, tmp_path):
     assert run_main(evaluate.main, ["--adapter-dir", str(adapter), "--eval-data", str(lab_data[1]), "--out-dir", str(out),
                                     "--limit", "3", "--gguf", str(tmp_path / "none.gguf")]) == 0
     report = json.loads((out / "report.json").read_text())
-    for key in ("tool_call", "result_phase", "result_drift", "invented_measurements", "concepts"):
+    for key in ("tool_call", "result_phase", "result_drift", "invented_measurements", "false_refusals", "concepts"):
         assert set(report[key]) == {"base", "finetuned", "n"} and report[key]["n"] == 3, key
     # a random tiny model answers no probe right: retention has nothing to keep, and says so (n 0)
     assert set(report["general_retention"]) == {"base", "finetuned", "n"}
