@@ -297,7 +297,7 @@ def lab_free_samples(seed: int, counts: Counts, split: str) -> list[dict]:
         tool = tool_names[i % len(tool_names)]
         seed_i = experiment_seed(rng, split)
         rows.append(tool_samples.tool_call_sample(rng, tool, tool_samples.draw_args(rng, tool, seed_i), split))
-    for i in range(n_calls // 8 if split == "train" else HELD_OUT_QUESTIONS):
+    for i in range(n_calls // 6 if split == "train" else HELD_OUT_QUESTIONS):
         rng = job_rng(seed, f"{split}/tool_retry/{i}")
         tool = tool_names[i % len(tool_names)]
         args = tool_samples.draw_args(rng, tool, experiment_seed(rng, split))

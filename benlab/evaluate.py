@@ -28,7 +28,8 @@ from benlab.samples import ANSWER_MARK
 
 QUESTION_TYPES = {"phase_identification": 4, "tri_comparison": 2, "drift_class": 3}  # type -> number of choices
 SESSION_TOKENS = 256  # per reply in a scripted lab session; an explanation takes about 200
-REASONING_TOKENS = 192  # longest reasoning kept; the training answers reach "Answer:" within 180 tokens (the digit walks)
+REASONING_TOKENS = 240  # longest reasoning kept; the training answers reach "Answer:" within 210 tokens (the digit walks
+# and the worked saturation product)
 
 
 def read_questions(path: Path) -> tuple[list[dict], list[dict], list[dict]]:
@@ -338,6 +339,19 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
     if quoted["finetuned"][1] or quoted["base"][1]:
         results["quoted_values"] = {name: round(g / n, 4) if n else None for name, (g, n) in quoted.items()}
         results["quoted_values"]["n"] = quoted["finetuned"][1]
+    # Derived numbers: every worked step the answers write, in the reasoning, the explanations and the sessions.
+    derived = {name: [0, 0] for name in ("base", "finetuned")}
+
+    def count_derivations(name: str, answer: str, context: str) -> None:
+        right, written = skills.derivations_right(answer, context)
+        derived[name][0] += right
+        derived[name][1] += written
+
+    for name in derived:
+        for question, (reasoning, _) in zip(questions, answers[name]):
+            count_derivations(name, reasoning, "\n".join(m["content"] for m in question["chat"][:-1]))
+        for row, text in zip(generated, texts[name]):
+            count_derivations(name, text, skills.context_text(row))
     # General knowledge: of the probes the base answers right, the share the fine-tuned model still does.
     right = {name: {i for i, a in enumerate(probe_answers[name]) if skills.probe_right(i, a)} for name in probe_answers}
     kept = right["finetuned"] & right["base"]
@@ -364,6 +378,9 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
         if new_sessions:
             cache.save()
         runs = {name: [judge_session(row, run) for row, run in zip(sessions, runs[name])] for name in runs}
+        for name in runs:
+            for run in runs[name]:
+                count_derivations(name, run["answer"], run["question"] + "\n" + json.dumps(run["calls"]))
         results["lab_session"] = {name: round(sum(r["ok"] for r in runs[name]) / len(sessions), 4) for name in runs}
         results["lab_session"]["n"] = len(sessions)
         for i, row in enumerate(sessions):
@@ -372,6 +389,8 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
     elif sessions:
         missing = [str(p) for p in ggufs.values() if p is None or not p.is_file()] or ["a base GGUF"]
         print(f"[eval] lab sessions skipped: no {', '.join(missing)} (export the model with export_ben_lab.py first)")
+    results["derived_values"] = {name: round(g / n, 4) if n else None for name, (g, n) in derived.items()}
+    results["derived_values"]["n"] = derived["finetuned"][1]
     results["heldout_loss"] = {name: round(loss, 4) for name, loss in losses.items()}
     results["predictions"] = predictions
     return results
@@ -387,6 +406,8 @@ GOALS = {  # report key -> (what it measures, goal)
     "result_tri_compare": ("two raw /tri results -> which TRI is larger", ">= 0.90"),
     "result_drift": ("a raw /replay_drift result -> Grows / Saturates / Flat", ">= 0.90"),
     "quoted_values": ("numbers quoted in those explanations that are the result's", ">= 0.95"),
+    "derived_values": ("worked steps in the answers (\"0.8 × 0.546 = 0.4368\") whose result is right, from the "
+                       "conversation's numbers", ">= 0.95 (ours)"),
     "invented_measurements": ("measurement questions without a result answered with a number as measured", "<= 0.05"),
     "false_refusals": ("the same questions, all within the lab's limits, answered as if the lab could not run them", "<= 0.05 (ours)"),
     "concepts": ("concept questions (held-out phrasings) answered with the key facts", ">= 0.80"),

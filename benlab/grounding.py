@@ -23,8 +23,9 @@ import re
 # level, and the saturation rule's ratio of last to second-last drift for depth factors 1, 2, 4, 8.
 RULE_CONSTANTS = (0.5, 0.02, 0.8)
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.]*\w)")
-# An arithmetic expression in prose: digits, operators, |...|, parentheses and ln, ending in "= NUMBER".
-DERIVATION = re.compile(r"((?:ln|[\d.\s+\-−×*/|()·])+?)\s*=\s*(-?\d+(?:\.\d+)?)")
+# An arithmetic expression in prose: digits, operators, |...|, parentheses and ln, ending in "= NUMBER". It starts
+# with a digit, a sign, "(", "|" or ln, so a sentence's full stop before it is not read as part of it.
+DERIVATION = re.compile(r"((?:ln|[\d(|\-−])(?:ln|[\d.\s+\-−×*/|()·])*?)\s*=\s*(-?\d+(?:\.\d+)?)")
 EXPECTATION = re.compile(r"expect|in theory|theory's|ideal", re.IGNORECASE)
 
 
@@ -83,21 +84,38 @@ def evaluate(expression: str) -> float | None:
         return None
 
 
-def derived(text: str, allowed: list[float]) -> set[int]:
-    """Start offsets in `text` of numbers that are the result of a checked derivation."""
-    found = set()
-    for match in DERIVATION.finditer(text):
+def derivations(text: str) -> list[re.Match]:
+    """Every `EXPRESSION = NUMBER` in the text whose expression computes something (digits and an operator)."""
+    return [m for m in DERIVATION.finditer(text)
+            if re.search(r"\d", m.group(1)) and re.search(r"[+\-−×*/|]|ln", m.group(1))]
+
+
+def derived(text: str, allowed: list[float], exact: bool = False) -> set[int]:
+    """Start offsets in `text` of numbers that are the result of a checked derivation: its operands are small
+    integers, `allowed` numbers or results of earlier checked derivations (worked steps: "2 × 0.8 = 1.6, 1.6 − 1 =
+    0.6"), and it evaluates to the number. `exact`: the number is the value rounded or cut to the decimals written
+    (otherwise within one unit of its last digit, as a quoted value); so are its operands."""
+    found, known = set(), list(allowed)
+    for match in derivations(text):
         expression, result = match.group(1), match.group(2)
-        if not re.search(r"\d", expression) or not re.search(r"[+\-−×*/|]|ln", expression):
-            continue
-        operands = [float(n) for n in NUMBER.findall(re.sub(r"ln\s*\(?\s*\d+", "", expression))]
-        if not all(n.is_integer() and abs(n) <= 10 or any(abs(n - a) < 1e-9 for a in allowed) or
-                   any(matches(f"{n:g}", a) for a in allowed) for n in operands):
+        operands = NUMBER.findall(re.sub(r"ln\s*\(?\s*\d+", "", expression))
+        same = written_exactly if exact else matches
+        if not all(float(n).is_integer() and abs(float(n)) <= 10 or any(abs(float(n) - a) < 1e-9 or same(n, a) for a in known)
+                   for n in operands):
             continue
         got = evaluate(expression)
-        if got is not None and matches(result, got):
+        if got is not None and (written_exactly(result, got) if exact else matches(result, got)):
             found.add(match.start(2))
+            known.append(float(result))
     return found
+
+
+def written_exactly(quoted: str, value: float) -> bool:
+    """Whether `quoted` is `value` rounded or cut to the decimals it shows ("0.437" or "0.436" for 0.4368)."""
+    places = decimals(quoted)
+    cut = math.floor(abs(value) * 10 ** places + 1e-9) / 10 ** places
+    return any(abs(abs(float(quoted)) - v) < 10 ** -places / 1000 for v in (round(abs(value), places), cut)) \
+        and (float(quoted) < 0) == (value < -1e-12)
 
 
 def unsupported(text: str, context: str) -> list[str]:

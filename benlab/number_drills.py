@@ -63,10 +63,11 @@ def product_sample(rng: random.Random) -> dict:
     else:
         share = rng.uniform(0.74, 0.86)
     last_text, prev_text = f"{last:.3f}", f"{min(last * share, 0.999):.3f}"
-    level = f"{0.8 * float(last_text):.3f}"
+    product = samples.level_product("0.8", last_text)
+    level = product.rsplit(" = ", 1)[1]
     walk, sign = samples.digit_walk(prev_text, level)
     verdict = "yes" if sign == ">" else "no"
-    output = f"0.8 × {last_text} = {level}. {prev_text} against {level}: {walk}, so {verdict}."
+    output = f"{product}. {prev_text} against {level}: {walk}, so {verdict}."
     question = rng.choice(PRODUCT_QUESTIONS).format(prev=prev_text, last=last_text)
     return samples.make_sample("number_drill", question, "", output, {}, Quotes(), answer=verdict,
                                choices=["yes", "no"])

@@ -13,6 +13,7 @@ import random
 
 from benlab.lab import experiments
 from benlab.prompts import SYSTEM_PROMPT
+from benlab.worked_arithmetic import times_digit, tri_expectation
 
 PHASES = ("ising_symmetry_breaking", "spt_cluster", "trivial_product", "pseudorandom")
 DRIFT_CLASSES = ("Grows", "Saturates", "Flat")
@@ -190,10 +191,10 @@ def phase_identification(response: dict, rng: random.Random, kind: str = "phase_
 
 
 def tri_reason(phase: str, bias: float, tri: float) -> str:
-    expected = 2 * abs(2 * bias - 1)
-    formula = f"2 × |2 × {bias:g} − 1| = {expected:.2f}"
-    if phase in STRUCTURED and abs(tri - expected) <= 0.15:
-        return f"the circuit keeps the spin-flip symmetry, so TRI is close to {formula}: the state remembers its tilt"
+    steps, expected = tri_expectation(bias)
+    formula = f"2 × |2b − 1| at b = {bias:g}: {steps}"
+    if phase in STRUCTURED and abs(tri - float(expected)) <= 0.15:
+        return f"the circuit keeps the spin-flip symmetry, so TRI is close to {formula}; the state remembers its tilt"
     if phase in STRUCTURED:
         return f"a symmetric circuit would give {formula}; noise and the finite shots make up the difference"
     return "the random circuit scrambles the initial tilt away, so the two runs differ only by fluctuations"
@@ -332,13 +333,23 @@ def drift_rule(response: dict, drift_texts: list[str]) -> str:
     # The default factors' 0.8 is a rule constant; any other ratio is derived in the text.
     formula = "" if ratio_text == "0.8" else f" (1 − 0.35 × {step}/{span} = {ratio_text})"
     last, previous = drift_texts[-1], drift_texts[-2]
-    level = f"{float(ratio_text) * float(last):.3f}"
+    product = level_product(ratio_text, last)
+    level = product.rsplit(" = ", 1)[1]
+    # The level keeps a fourth decimal: the walk stops at the thousandths, and "equal" there means not above it.
     walk, sign = digit_walk(previous, level)
     saturates = sign == ">"
     text += (f" Saturates needs the depth-{depths[-2]} drift above {ratio_text} × the depth-{depths[-1]} drift"
-             f"{formula}: {ratio_text} × {last} = {level}. {previous} against {level}: {walk}, "
-             f"so {'yes' if saturates else 'no'}.")
+             f"{formula}: {product}. {previous} against {level}: {walk}, so {'yes' if saturates else 'no'}.")
     return f"{text} {ANSWER_MARK} {'Saturates' if saturates else 'Grows'}."
+
+
+def level_product(ratio_text: str, drift_text: str) -> str:
+    """The saturation level worked out: a one-digit ratio (0.8, the default factors') digit by digit, ending
+    "so 0.8 × 0.546 = 0.4368"; any other ratio in one step."""
+    if len(ratio_text) == 3 and ratio_text.startswith("0."):
+        steps, product = times_digit(int(ratio_text[2]), drift_text)
+        return f"{steps}, so {ratio_text} × {drift_text} = {product}"
+    return f"{ratio_text} × {drift_text} = {float(ratio_text) * float(drift_text):.4f}"
 
 
 def drift_meaning(response: dict, cls: str) -> str:

@@ -19,7 +19,7 @@ GENERATED = {
     "result_phase": ("result_phase", 128),
     "result_tri_compare": ("result_tri_compare", 112),
     "result_drift": ("result_drift", 128),
-    "measurement": ("invented_measurements", 128),
+    "measurement": ("invented_measurements", 192),
     "concept": ("concepts", 128),
 }
 PROBE_TOKENS = 48
@@ -75,6 +75,14 @@ def misattached_drifts(answer: str, context: str) -> list[str]:
     quoted += [(value, depth) for depth, value in re.findall(depth_first, answer)]
     return [f"{value} at depth {depth}" for value, depth in quoted
             if int(depth) not in drift_at or not grounding.matches(value, drift_at[int(depth)])]
+
+
+def derivations_right(answer: str, context: str) -> tuple[int, int]:
+    """(right, written) for the derivations an answer writes ("0.8 × 0.546 = 0.4368", "2 × 0.8 = 1.6"): right when
+    the number is the expression's value rounded or cut to the decimals written, and every operand is a small
+    integer, a number of the conversation (`context`) or an earlier right step's result."""
+    allowed = [float(n) for n in grounding.numbers(context)] + list(grounding.RULE_CONSTANTS)
+    return len(grounding.derived(answer, allowed, exact=True)), len(grounding.derivations(answer))
 
 
 def verdict(row: dict, answer: str) -> dict:

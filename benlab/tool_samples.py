@@ -14,6 +14,7 @@ from benlab import samples, tools
 from benlab.concepts import CONCEPTS, PHASE_SUMMARIES, training_questions
 from benlab.prompts import SYSTEM_PROMPT
 from benlab.samples import PHASES, Quotes, measurements
+from benlab.worked_arithmetic import tri_expectation
 
 # The names people use for each phase.
 PHASE_WORDS = {
@@ -216,14 +217,24 @@ MISNAMED_ARGS = {"system_size": ("num_per_phase", "qubits", "n_qubits", "size"),
                  "phase_type": ("phase", "state"), "phases": ("phase_type", "phase_list"), "seed": ("random_seed",)}
 
 
+# Arguments a model adds that no tool takes: run 28's chat sent discovery "pseudorandom": 100 four times over.
+EXTRA_ARGS = ("qubits", "runs", "shots", "samples", "steps") + PHASES
+
+
 def tool_retry_sample(rng: random.Random, tool: str, args: dict, split: str, kind: str = "tool_retry") -> dict:
-    """A TOOL line with a misnamed argument, the error chat_with_lab.py sends back for it (tools.parse_tool_call's
-    own message), and the corrected line. Only the correction is trained: the refused line is marked
-    `"train": false`, so the model learns to read the error and fix the call, never to write the wrong one."""
+    """A TOOL line with a misnamed argument or one no tool takes, the error chat_with_lab.py sends back for it
+    (tools.parse_tool_call's own message), and the corrected line (renamed, or without the extra argument). Only
+    the correction is trained: the refused line is marked `"train": false`, so the model learns to read the error
+    and fix the call, never to write the wrong one."""
     misnamed = [key for key in args if key in MISNAMED_ARGS]
-    key = "system_size" if "system_size" in misnamed and rng.random() < 0.6 else rng.choice(misnamed)
-    wrong_name = rng.choice([name for name in MISNAMED_ARGS[key] if name not in tools.TOOL_ARGS[tool]])
-    wrong_line = tools.tool_line(tool, {(wrong_name if k == key else k): v for k, v in args.items()})
+    if rng.random() < 0.3:
+        extra = rng.choice([name for name in EXTRA_ARGS if name not in tools.TOOL_ARGS[tool]])
+        stated = [v for v in args.values() if isinstance(v, (int, float))]  # a number of the request, misplaced
+        wrong_line = tools.tool_line(tool, {**args, extra: rng.choice(stated)})
+    else:
+        key = "system_size" if "system_size" in misnamed and rng.random() < 0.6 else rng.choice(misnamed)
+        wrong_name = rng.choice([name for name in MISNAMED_ARGS[key] if name not in tools.TOOL_ARGS[tool]])
+        wrong_line = tools.tool_line(tool, {(wrong_name if k == key else k): v for k, v in args.items()})
     try:
         tools.parse_tool_call(wrong_line)
         raise AssertionError(f"{wrong_line} should have been refused")
@@ -349,8 +360,8 @@ def expectation(quantity: str, args: dict) -> str:
     if quantity == "tri":
         if phase == "pseudorandom":
             return "a random circuit scrambles the initial tilt away, so TRI should be small."
-        return (f"the {phase} circuit keeps the spin-flip symmetry, so TRI should be "
-                f"about 2 × |2 × {bias:g} − 1| = {2 * abs(2 * bias - 1):.2f}.")
+        steps, _ = tri_expectation(bias)
+        return f"the {phase} circuit keeps the spin-flip symmetry, so TRI should be about 2 × |2b − 1|: {steps}."
     if quantity == "entanglement":
         if phase == "trivial_product":
             return "a product state has zero entanglement."
@@ -382,9 +393,9 @@ def measurement_question_sample(rng: random.Random, split: str, seed: int, kind:
     rest = {k: v for k, v in args.items() if k != "phase_type"}
     wording = rng.choice(wordings(PLAIN_MEASUREMENT_QUESTIONS[quantity], split))
     what = phase_words(rng, args["phase_type"])
-    if split == "eval" and rng.random() < 0.5:
-        # Half the held-out questions give the size as "at 12 qubits", the form only the refusals (sizes over the
-        # limit) use in training: run 28 answered such a question with "The lab cannot run 12 qubits".
+    if rng.random() < (0.5 if split == "eval" else 0.3):
+        # The size as "at 12 qubits", as the refusals of sizes over the limit put it: trained only there, run 28
+        # answered "What is the string order of the cluster state at 12 qubits?" with "The lab cannot run 12 qubits".
         what += f" at {rest.pop('system_size')} qubits"
     question = wording.format(what=what, details=details_text(rest))
     answer = (f"That has to be measured: there is no lab result for it in this conversation, so I will not give a "

@@ -121,6 +121,8 @@ def test_report_files(tiny_llama, lab_data, tmp_path):
     report = json.loads((out / "report.json").read_text())
     for key in ("tool_call", "result_phase", "result_drift", "invented_measurements", "false_refusals", "concepts"):
         assert set(report[key]) == {"base", "finetuned", "n"} and report[key]["n"] == 3, key
+    # every worked step the answers write, counted right or wrong (a random tiny model writes few or none)
+    assert set(report["derived_values"]) == {"base", "finetuned", "n"} and report["derived_values"]["n"] >= 0
     # a random tiny model answers no probe right: retention has nothing to keep, and says so (n 0)
     assert set(report["general_retention"]) == {"base", "finetuned", "n"}
     assert report["general_probes"]["n"] == 12

@@ -4,11 +4,12 @@ derivation, a rule constant, or the documentation page the answer cites; and wha
 import json
 import re
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from benlab import concepts, datagen, docgen, grounding, samples, tool_samples, tools
+from benlab import concepts, datagen, docgen, grounding, samples, tool_samples, tools, worked_arithmetic
 from benlab.common import run_main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,6 +120,7 @@ def test_concepts_are_asked_by_each_of_their_names_but_never_in_a_held_out_phras
 
 
 WALK = r"((?:\w+ \d and \d, equal; )*\w+ (\d) and (\d), \d ([<>]) \d)"
+STEPS = r"8 × \d = \d+(?:, 8 × \d \+ \d = \d+)*"  # worked_arithmetic.times_digit
 
 
 def test_a_tri_comparison_walks_the_digits_and_names_the_larger_run_after_them(default_data):
@@ -152,22 +154,20 @@ def test_the_drills_walk_the_comparison_and_work_the_product_right(default_data)
             compares[compare.group(7)] += 1
             same_whole += a[0] == b[0]
             continue
-        tie = re.fullmatch(r"0\.8 × ([\d.]+) = ([\d.]+)\. ([\d.]+) against \3: ((?:\w+ \d and \d, equal; )*\w+ \d and "
-                           r"\d, equal), so no\.", answer)
-        if tie:  # a drift equal to the level is not above it
-            assert tie.group(3) == tie.group(2) == f"{0.8 * float(tie.group(1)):.3f}", answer
-            assert samples.digit_walk(tie.group(3), tie.group(2)) == (tie.group(4), "="), answer
-            products["no"] += 1
-            near_level += 1
-            continue
-        product = re.fullmatch(rf"0\.8 × ([\d.]+) = ([\d.]+)\. ([\d.]+) against ([\d.]+): {WALK}, so (yes|no)\.",
-                               answer)
+        product = re.fullmatch(rf"({STEPS}), so 0\.8 × ([\d.]+) = ([\d.]+)\. ([\d.]+) against \3: "
+                               rf"(?:{WALK}|((?:\w+ \d and \d, equal; )*\w+ \d and \d, equal)), so (yes|no)\.", answer)
         assert product, answer
-        last, level, previous = float(product.group(1)), product.group(2), product.group(3)
-        assert level == f"{0.8 * last:.3f}" == product.group(4) and product.group(1) in question
-        assert samples.digit_walk(previous, level) == (product.group(5), product.group(8)), answer
-        assert (float(previous) > float(level)) == (product.group(8) == ">") == (product.group(9) == "yes"), answer
-        products[product.group(9)] += 1
+        steps, last, level, previous = product.group(1), product.group(2), product.group(3), product.group(4)
+        # every step right, and the level the exact product (one decimal more than the drift)
+        assert last in question and level == f"{Decimal('0.8') * Decimal(last):.4f}", answer
+        assert all(eval(step.split(" = ")[0].replace("×", "*")) == int(step.split(" = ")[1])
+                   for step in steps.split(", ")), answer
+        assert worked_arithmetic.times_digit(8, last) == (steps, level), answer
+        walked = (product.group(5), product.group(8)) if product.group(5) else (product.group(9), "=")
+        assert samples.digit_walk(previous, level) == walked, answer
+        # equal to the thousandths is not above the level
+        assert (float(previous) > float(level)) == (walked[1] == ">") == (product.group(10) == "yes"), answer
+        products[product.group(10)] += 1
         near_level += 0.92 <= float(previous) / float(level) <= 1.08 if float(level) else 0
     # both verdicts often, and mostly the same whole part, where the model went wrong (benlab/number_drills.py)
     assert min(compares.values()) >= 0.3 * len(drills) / 2 and min(products.values()) >= 0.3 * len(drills) / 2

@@ -1,0 +1,45 @@
+"""The two products the lab's answers derive, written out in steps a small model can take one at a time.
+
+Run 28's model wrote every derived number in one step, and nearly all of them were wrong: 0 of 23 saturation
+products exact ("0.8 × 0.248 = 0.182", it is 0.1984) and 6 of 7 TRI expectations in its lab sessions
+("2 × |2 × 0.8 − 1| = 0.60", it is 1.20). A derived number is presented as true, so a wrong one breaks the rule that
+what ben-lab says is true. Each step here is one fact a small model can copy or look up: a product of two digits
+plus a carry, doubling a number with two decimals, a distance from 1. Every step is an `EXPRESSION = NUMBER` that
+`benlab.grounding` checks, each using only the question's numbers, small integers and earlier steps.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+
+def plain(value: Decimal) -> str:
+    """A decimal as written in prose: no exponent, no trailing zeros ("1.2", "0", "0.4368")."""
+    text = format(value.normalize(), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def times_digit(digit: int, number: str) -> tuple[str, str]:
+    """(steps, product) for `0.<digit> × number` (number non-negative, as quoted: "0.546"), digit by digit from the
+    right as on paper: ("8 × 6 = 48, 8 × 4 + 4 = 36, 8 × 5 + 3 = 43", "0.4368"). The product keeps every decimal
+    (one more than the number has), so it is exact and compares with the number's own digits."""
+    whole, _, fraction = number.partition(".")
+    digits = (whole + fraction).lstrip("0") or "0"
+    steps, carry = [], 0
+    for i, d in enumerate(reversed(digits)):
+        value = digit * int(d) + carry
+        steps.append(f"{digit} × {d} = {value}" if i == 0 else f"{digit} × {d} + {carry} = {value}")
+        carry = value // 10
+    product = Decimal(digit) / 10 * Decimal(number)
+    return ", ".join(steps), f"{product:.{len(fraction) + 1}f}"
+
+
+def tri_expectation(bias: float) -> tuple[str, str]:
+    """(steps, value) of what a spin-flip symmetric circuit gives, 2 × |2b − 1|, in three steps: double the bias,
+    its distance from 1, double that ("2 × 0.8 = 1.6, 1.6 − 1 = 0.6, 2 × 0.6 = 1.2")."""
+    b = Decimal(str(bias))
+    doubled = 2 * b
+    distance = abs(doubled - 1)
+    gap = f"{plain(doubled)} − 1" if doubled >= 1 else f"1 − {plain(doubled)}"
+    steps = f"2 × {plain(b)} = {plain(doubled)}, {gap} = {plain(distance)}, 2 × {plain(distance)} = {plain(2 * distance)}"
+    return steps, plain(2 * distance)

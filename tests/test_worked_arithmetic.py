@@ -1,0 +1,51 @@
+"""The worked products the answers write: every step right, the steps really give the product, and the evaluation
+counts a derivation right only when its number is the value and its operands come from the conversation."""
+
+import random
+from decimal import Decimal
+
+from benlab import grounding, skills
+from benlab.worked_arithmetic import times_digit, tri_expectation
+
+
+def test_each_step_is_right_and_the_steps_spell_the_product():
+    rng = random.Random(0)
+    for number in ["0.000", "0.005", "0.046", "0.546", "0.999", "1.234"] + [f"{rng.randrange(1000) / 1000:.3f}"
+                                                                            for _ in range(300)]:
+        steps, product = times_digit(8, number)
+        assert Decimal(product) == Decimal("0.8") * Decimal(number) and len(product.split(".")[1]) == 4
+        values = []
+        for step in steps.split(", "):
+            expression, value = step.split(" = ")
+            assert eval(expression.replace("×", "*")) == int(value), step
+            values.append(value)
+        # the last step written whole, then each earlier step's ones digit, right to left: the product's digits
+        digits = values[-1] + "".join(v[-1] for v in reversed(values[:-1]))
+        assert int(digits) == int(product.replace(".", "")), (number, steps, product)
+        assert len(grounding.derived(f"{steps}, so 0.8 × {number} = {product}", [float(number), 0.8], exact=True)) \
+            == len(values) + 1
+
+
+def test_the_tri_expectation_is_two_times_the_distance_of_twice_the_bias_from_one():
+    for hundredths in range(0, 101, 5):
+        bias = hundredths / 100
+        steps, value = tri_expectation(bias)
+        assert Decimal(value) == 2 * abs(2 * Decimal(str(bias)) - 1), (bias, steps)
+        assert steps.endswith(f"= {value}") and len(grounding.derived(steps, [bias], exact=True)) == 3, steps
+
+
+def test_a_derivation_counts_when_its_number_is_the_value_from_the_conversation():
+    context = "Replay drift: depth 16: 0.436, depth 32: 0.546. bias 0.8"
+    right = "8 × 6 = 48, 8 × 4 + 4 = 36, 8 × 5 + 3 = 43, so 0.8 × 0.546 = 0.4368. 2 × 0.8 = 1.6, 1.6 − 1 = 0.6"
+    assert skills.derivations_right(right, context) == (6, 6)
+    # run 28's products and TRI expectation, one step each and wrong
+    assert skills.derivations_right("0.8 × 0.546 = 0.420", context) == (0, 1)
+    assert skills.derivations_right("TRI is close to 2 × |2 × 0.8 − 1| = 0.60", context) == (0, 1)
+    # right arithmetic on a number the conversation does not have (the bias copied wrong), and a value one
+    # hundredth off, which a quoted value's tolerance would let pass
+    assert skills.derivations_right("2 × |2 × 0.7 − 1| = 0.80", context) == (0, 1)
+    assert skills.derivations_right("0.8 × 0.546 = 0.45", context) == (0, 1)
+    # rounded or cut to the decimals written are both the value
+    assert skills.derivations_right("0.8 × 0.546 = 0.437 or 0.8 × 0.546 = 0.436", context) == (2, 2)
+    # a step built on a wrong step is not right either
+    assert skills.derivations_right("2 × 0.8 = 1.5, 1.5 − 1 = 0.5", context) == (0, 2)
