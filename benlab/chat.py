@@ -116,10 +116,12 @@ def ask(question: str, messages: list[dict], reply, lab: LabClient, say=lambda t
     grows with every turn, so the next question has the whole conversation."""
     turn = Turn(question)
     messages.append({"role": "user", "content": question})
+    refused: dict[str, str] = {}  # TOOL line -> why it was refused
     while True:
         text = reply(messages).strip()
         messages.append({"role": "assistant", "content": text})
         turn.replies.append(text)
+        line = text.split("\n", 1)[0]
         try:
             call, problem = tools.parse_tool_call(text), None
         except tools.ToolError as error:
@@ -131,8 +133,14 @@ def ask(question: str, messages: list[dict], reply, lab: LabClient, say=lambda t
             turn.answer = text
             say(f"[tool] stopped after {max_calls} tool calls for one question")
             return turn
+        if line in refused:  # the same error again would only bring the same line back (run 28's chat: four times)
+            turn.answer = text
+            say(f"[tool] the model sent the refused call again ({refused[line]}); stopped. Ask again naming the "
+                "arguments yourself, e.g. \"8 qubits, depth 4\"")
+            return turn
         if problem is not None:
-            turn.calls.append({"line": text.split("\n", 1)[0], "ok": False, "error": str(problem)})
+            turn.calls.append({"line": line, "ok": False, "error": str(problem)})
+            refused[line] = str(problem)
             say(f"[tool] {problem}; sent back to the model")
             result = tools.error_message(str(problem))
         else:
@@ -141,6 +149,7 @@ def ask(question: str, messages: list[dict], reply, lab: LabClient, say=lambda t
                 response = lab.post(call.path, call.args)
             except LabRefused as error:
                 turn.calls.append({"name": call.name, "args": call.args, "ok": False, "error": str(error)})
+                refused[line] = str(error)
                 say(f"[tool] {error}; sent back to the model")
                 result = tools.error_message(str(error))
             else:

@@ -6,8 +6,9 @@ measurements (`presented_as_measured`) and checks quoted values against a lab re
 A number in an assistant turn is grounded when it is
 - one of the numbers earlier in the conversation (the question, a lab result), at the precision it is quoted
   (within one unit of its last digit, so rounding and cutting both pass);
-- or derived, written as `EXPRESSION = NUMBER` where the expression uses grounded numbers, small integers and ln,
-  and evaluates to the number ("2 × |2 × 0.7 − 1| = 0.80", "ln 2 = 0.693", "12/2 × ln 2 − 1/2 = 3.66");
+- or derived, written as `EXPRESSION = NUMBER` where the expression uses grounded numbers, small integers, ln and
+  the results of earlier derivations, and evaluates to the number ("2 × 0.7 = 1.4, 1.4 − 1 = 0.4", "ln 2 = 0.693",
+  "12/2 × ln 2 − 1/2 = 3.66");
 - or one of the lab's rule constants (RULE_CONSTANTS), which are thresholds of its definitions, not measurements;
 - or found in the reference text a sample cites (a page of docs/lab/), for answers that say where they come from.
 """

@@ -68,10 +68,24 @@ def test_tool_calls_stop_after_the_limit(lab_url):
 
 def test_broken_tool_lines_count_towards_the_limit(lab_url):
     said = []
-    turn = chat.ask("Loop.", [{"role": "system", "content": "s"}], scripted(*["TOOL: {oops"] * 10), LabClient(lab_url),
+    broken = [f"TOOL: {{oops {i}" for i in range(10)]
+    turn = chat.ask("Loop.", [{"role": "system", "content": "s"}], scripted(*broken), LabClient(lab_url),
                     said.append, max_calls=3)
-    assert len(turn.calls) == 3 and not any(c["ok"] for c in turn.calls) and turn.answer == "TOOL: {oops"
+    assert len(turn.calls) == 3 and not any(c["ok"] for c in turn.calls) and turn.answer == broken[3]
     assert said[-1] == "[tool] stopped after 3 tool calls for one question"
+
+
+@pytest.mark.parametrize("bad, problem", [
+    (tools.tool_line("discovery", {"phases": ["spt_cluster", "pseudorandom"], "pseudorandom": 100}),
+     "discovery has no argument 'pseudorandom'"),  # run 28's chat sent this four times
+    (tools.tool_line("run_phase", {"phase_type": "spt_cluster", "system_size": 40}), "HTTP 422"),
+])
+def test_a_refused_call_sent_again_stops_the_question_with_the_reason(lab_url, bad, problem):
+    said = []
+    model = scripted(bad, bad, RUN)
+    turn = chat.ask("Run it.", [{"role": "system", "content": "s"}], model, LabClient(lab_url), said.append, max_calls=3)
+    assert len(model.seen) == 2 and len(turn.calls) == 1 and turn.answer == bad  # never sent to the lab twice
+    assert said[-1].startswith("[tool] the model sent the refused call again (") and problem in said[-1]
 
 
 def test_a_follow_up_is_answered_without_a_new_call(lab_url):
