@@ -97,15 +97,15 @@ def derived(text: str, allowed: list[float], exact: bool = False) -> set[int]:
     0.6"), and it evaluates to the number. `exact`: the number is the value rounded or cut to the decimals written
     (otherwise within one unit of its last digit, as a quoted value); so are its operands."""
     found, known = set(), list(allowed)
+    same = written_exactly if exact else matches
     for match in derivations(text):
         expression, result = match.group(1), match.group(2)
         operands = NUMBER.findall(re.sub(r"ln\s*\(?\s*\d+", "", expression))
-        same = written_exactly if exact else matches
-        if not all(float(n).is_integer() and abs(float(n)) <= 10 or any(abs(float(n) - a) < 1e-9 or same(n, a) for a in known)
-                   for n in operands):
+        if not all(float(n).is_integer() and abs(float(n)) <= 10
+                   or any(abs(float(n) - a) < 1e-9 or same(n, a) for a in known) for n in operands):
             continue
         got = evaluate(expression)
-        if got is not None and (written_exactly(result, got) if exact else matches(result, got)):
+        if got is not None and same(result, got):
             found.add(match.start(2))
             known.append(float(result))
     return found

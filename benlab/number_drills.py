@@ -63,8 +63,7 @@ def product_sample(rng: random.Random) -> dict:
     else:
         share = rng.uniform(0.74, 0.86)
     last_text, prev_text = f"{last:.3f}", f"{min(last * share, 0.999):.3f}"
-    product = samples.level_product("0.8", last_text)
-    level = product.rsplit(" = ", 1)[1]
+    product, level = samples.level_product("0.8", last_text)
     walk, sign = samples.digit_walk(prev_text, level)
     verdict = "yes" if sign == ">" else "no"
     output = f"{product}. {prev_text} against {level}: {walk}, so {verdict}."

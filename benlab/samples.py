@@ -333,8 +333,7 @@ def drift_rule(response: dict, drift_texts: list[str]) -> str:
     # The default factors' 0.8 is a rule constant; any other ratio is derived in the text.
     formula = "" if ratio_text == "0.8" else f" (1 − 0.35 × {step}/{span} = {ratio_text})"
     last, previous = drift_texts[-1], drift_texts[-2]
-    product = level_product(ratio_text, last)
-    level = product.rsplit(" = ", 1)[1]
+    product, level = level_product(ratio_text, last)
     # The level keeps a fourth decimal: the walk stops at the thousandths, and "equal" there means not above it.
     walk, sign = digit_walk(previous, level)
     saturates = sign == ">"
@@ -343,13 +342,14 @@ def drift_rule(response: dict, drift_texts: list[str]) -> str:
     return f"{text} {ANSWER_MARK} {'Saturates' if saturates else 'Grows'}."
 
 
-def level_product(ratio_text: str, drift_text: str) -> str:
-    """The saturation level worked out: a one-digit ratio (0.8, the default factors') digit by digit, ending
-    "so 0.8 × 0.546 = 0.4368"; any other ratio in one step."""
+def level_product(ratio_text: str, drift_text: str) -> tuple[str, str]:
+    """(the working, the level) of the saturation level: a one-digit ratio (0.8, the default factors') digit by
+    digit, ending "so 0.8 × 0.546 = 0.4368"; any other ratio in one step."""
     if len(ratio_text) == 3 and ratio_text.startswith("0."):
-        steps, product = times_digit(int(ratio_text[2]), drift_text)
-        return f"{steps}, so {ratio_text} × {drift_text} = {product}"
-    return f"{ratio_text} × {drift_text} = {float(ratio_text) * float(drift_text):.4f}"
+        steps, level = times_digit(int(ratio_text[2]), drift_text)
+        return f"{steps}, so {ratio_text} × {drift_text} = {level}", level
+    level = f"{float(ratio_text) * float(drift_text):.4f}"
+    return f"{ratio_text} × {drift_text} = {level}", level
 
 
 def drift_meaning(response: dict, cls: str) -> str:

@@ -1,8 +1,8 @@
 """The two products the lab's answers derive, written out in steps a small model can take one at a time.
 
-Run 28's model wrote every derived number in one step, and nearly all of them were wrong: 0 of 23 saturation
-products exact ("0.8 × 0.248 = 0.182", it is 0.1984) and 6 of 7 TRI expectations in its lab sessions
-("2 × |2 × 0.8 − 1| = 0.60", it is 1.20). A derived number is presented as true, so a wrong one breaks the rule that
+Run 28's model wrote every derived number in one step, and none was right: 0 of 23 saturation products ("0.8 ×
+0.248 = 0.182", it is 0.1984) and 0 of 7 TRI expectations in its lab sessions ("2 × |2 × 0.8 − 1| = 0.60", it is
+1.20). Worked in these steps, run 29 got 75 of 113 steps right. A derived number is presented as true, so a wrong one breaks the rule that
 what ben-lab says is true. Each step here is one fact a small model can copy or look up: a product of two digits
 plus a carry, doubling a number with two decimals, a distance from 1. Every step is an `EXPRESSION = NUMBER` that
 `benlab.grounding` checks, each using only the question's numbers, small integers and earlier steps.
