@@ -127,15 +127,35 @@ def phase_words(rng: random.Random, phase: str) -> str:
     return rng.choice(PHASE_WORDS[phase])
 
 
-# How each stated argument reads in a request, in this order.
-DETAIL_FORMATS = (("system_size", "{} qubits"), ("depth", "depth {}"), ("base_depth", "base depth {}"),
-                  ("depth_factors", "depth factors {}"), ("num_per_phase", "{} runs each"), ("k", "k={}"),
-                  ("bias", "bias {:g}"), ("noise", "noise {:g}"), ("seed", "seed {}"))
+# How each stated argument reads in a request: the first form half the time, the last only in the evaluation. Run
+# 29's training stated every argument one way, in one order, and its chat answered "What TRI does the lab measure
+# for the GHZ state at bias 0.8, 10 qubits?" with an argument no tool takes ("bias_nearest").
+DETAIL_FORMS = {
+    "system_size": ("{} qubits", "with {} qubits", "on {} qubits", "N={}", "system size {}", "at {} qubits", "N = {}"),
+    "depth": ("depth {}", "{} layers", "depth={}", "with {} layers", "at depth {}"),
+    "base_depth": ("base depth {}", "base_depth={}", "starting at depth {}"),
+    "num_per_phase": ("{} runs each", "{} runs per phase", "{} samples per phase"),
+    "k": ("k={}", "k = {}", "{} clusters"),
+    "bias": ("bias {:g}", "at bias {:g}", "bias={:g}", "b = {:g}", "with bias {:g}"),
+    "noise": ("noise {:g}", "noise level {:g}", "noise={:g}", "with noise {:g}"),
+    "seed": ("seed {}", "seed={}", "random seed {}", "with seed {}"),
+}
+PREPOSITIONS = ("with ", "on ", "at ", "starting ")
 
 
-def details_text(args: dict) -> str:
-    parts = [text.format(args[key]) for key, text in DETAIL_FORMATS if key in args]
-    return (", " if parts else "") + ", ".join(parts)
+def detail_form(rng: random.Random, key: str, split: str) -> str:
+    forms = DETAIL_FORMS[key]
+    others = forms[1:-1] if split == "train" else forms[1:]
+    return forms[0] if not others or rng.random() < 0.5 else rng.choice(others)
+
+
+def details_text(rng: random.Random, args: dict, split: str) -> str:
+    """The stated arguments in the order of `args` (the TOOL line's), each in one of its forms: ", 10 qubits, depth
+    6" or " at bias 0.8, N=10"."""
+    parts = [detail_form(rng, key, split).format(value) for key, value in args.items()]
+    if not parts:
+        return ""
+    return (" " if parts[0].startswith(PREPOSITIONS) else ", ") + ", ".join(parts)
 
 
 def draw_args(rng: random.Random, tool: str, seed: int) -> dict:
@@ -151,7 +171,7 @@ def draw_args(rng: random.Random, tool: str, seed: int) -> dict:
         if maybe(0.5):
             args["noise"] = rng.choice([0.02, 0.1, 0.3, 0.5])
         args["seed"] = seed
-        return in_request_order(args)
+        return in_request_order(rng, args)
     args = {"phase_type": rng.choice(PHASES)}
     if tool == "replay_drift":
         args["system_size"] = rng.choice([6, 8, 10])
@@ -160,7 +180,7 @@ def draw_args(rng: random.Random, tool: str, seed: int) -> dict:
         if maybe(0.6):
             args["noise"] = rng.choice([0.0, 0.02, 0.1])
         args["seed"] = seed
-        return in_request_order(args)
+        return in_request_order(rng, args)
     # Size left out half the time and depth stated often, so that "depth 6" alone is never read as 6 qubits: with
     # depth alone in 11 of 71 requests (sizes 0.65, depth 0.6), 4 of the 4 held-out TRI requests stating depth alone
     # came back as system_size.
@@ -168,22 +188,25 @@ def draw_args(rng: random.Random, tool: str, seed: int) -> dict:
         args["system_size"] = rng.choice([6, 8, 10, 12, 14])
     if maybe(0.7):
         args["depth"] = rng.choice([2, 4, 6, 8, 12, 16])
-    if tool == "tri" and maybe(0.75):
-        args["bias"] = rng.choice([0.55, 0.6, 0.65, 0.75, 0.8, 0.85, 0.9, 0.95])
+    if tool == "tri" and maybe(0.75):  # below 0.5 too: run 29's chat sent "bias 0.3" as an argument no tool takes
+        args["bias"] = rng.choice([0.1, 0.2, 0.3, 0.35, 0.4, 0.45, 0.55, 0.6, 0.65, 0.75, 0.8, 0.85, 0.9, 0.95])
     if tool == "run_phase" and maybe(0.25):
         args["bias"] = rng.choice([0.4, 0.6, 0.7])
     if tool == "run_phase" and maybe(0.25):
         args["noise"] = rng.choice([0.0, 0.02, 0.1])
     if maybe(0.8):
         args["seed"] = seed
-    return in_request_order(args)
+    return in_request_order(rng, args)
 
 
-def in_request_order(args: dict) -> dict:
-    """The arguments in the order the request states them (the phase first, then DETAIL_FORMATS): the TOOL line
-    copies them left to right (a line ordered otherwise put "8 qubits, 10 runs each" as num_per_phase 8)."""
-    order = ("phase_type", "phases") + tuple(key for key, _ in DETAIL_FORMATS)
-    return {key: args[key] for key in order if key in args}
+def in_request_order(rng: random.Random, args: dict) -> dict:
+    """The arguments in the order the request states them, which the TOOL line copies left to right (a line ordered
+    otherwise put "8 qubits, 10 runs each" as num_per_phase 8): the phase first, then the rest in DETAIL_FORMS' order,
+    or shuffled in four requests of ten, as people state them."""
+    stated = [key for key in DETAIL_FORMS if key in args]
+    if rng.random() < 0.4:
+        rng.shuffle(stated)
+    return {key: args[key] for key in ("phase_type", "phases", *stated) if key in args}
 
 
 def request_text(rng: random.Random, tool: str, args: dict, split: str) -> str:
@@ -191,10 +214,10 @@ def request_text(rng: random.Random, tool: str, args: dict, split: str) -> str:
         phases = args["phases"]
         what = " and ".join(", ".join(phases).rsplit(", ", 1)) if len(phases) < len(PHASES) else "all four phases"
         rest = {k: v for k, v in args.items() if k != "phases"}
-        return rng.choice(wordings(REQUESTS[tool], split)).format(what=what, details=details_text(rest))
+        return rng.choice(wordings(REQUESTS[tool], split)).format(what=what, details=details_text(rng, rest, split))
     rest = {k: v for k, v in args.items() if k != "phase_type"}
     return rng.choice(wordings(REQUESTS[tool], split)).format(what=phase_words(rng, args["phase_type"]),
-                                                               details=details_text(rest))
+                                                               details=details_text(rng, rest, split))
 
 
 def chat_sample(kind: str, messages: list[dict], params: dict, quotes: Quotes, **meta) -> dict:
@@ -385,11 +408,12 @@ def measurement_question_sample(rng: random.Random, split: str, seed: int, kind:
     tool = "tri" if quantity == "tri" else "run_phase"
     args = {"phase_type": rng.choice(PHASES), "system_size": rng.choice([8, 10, 12, 14])}
     if quantity in ("tri", "magnetization") and rng.random() < 0.8:
-        args["bias"] = rng.choice([0.55, 0.6, 0.7, 0.8, 0.9]) if quantity == "tri" else rng.choice([0.3, 0.4, 0.6, 0.7])
+        args["bias"] = rng.choice([0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])
     if rng.random() < 0.4:
         args["depth"] = rng.choice([4, 8, 12])
     if rng.random() < 0.3:
         args["seed"] = seed
+    args = in_request_order(rng, args)
     rest = {k: v for k, v in args.items() if k != "phase_type"}
     wording = rng.choice(wordings(PLAIN_MEASUREMENT_QUESTIONS[quantity], split))
     what = phase_words(rng, args["phase_type"])
@@ -397,7 +421,7 @@ def measurement_question_sample(rng: random.Random, split: str, seed: int, kind:
         # The size as "at 12 qubits", as the refusals of sizes over the limit put it: trained only there, run 28
         # answered "What is the string order of the cluster state at 12 qubits?" with "The lab cannot run 12 qubits".
         what += f" at {rest.pop('system_size')} qubits"
-    question = wording.format(what=what, details=details_text(rest))
+    question = wording.format(what=what, details=details_text(rng, rest, split))
     answer = (f"That has to be measured: there is no lab result for it in this conversation, so I will not give a "
               f"number as measured. The {tool} experiment measures it: {tools.tool_line(tool, args)} "
               f"(chat_with_lab.py runs it for you). Expectation, not a measurement: {expectation(quantity, args)}")

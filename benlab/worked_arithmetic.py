@@ -2,9 +2,10 @@
 
 Run 28's model wrote every derived number in one step, and none was right: 0 of 23 saturation products ("0.8 ×
 0.248 = 0.182", it is 0.1984) and 0 of 7 TRI expectations in its lab sessions ("2 × |2 × 0.8 − 1| = 0.60", it is
-1.20). Worked in these steps, run 29 got 75 of 113 steps right. A derived number is presented as true, so a wrong one breaks the rule that
-what ben-lab says is true. Each step here is one fact a small model can copy or look up: a product of two digits
-plus a carry, doubling a number with two decimals, a distance from 1. Every step is an `EXPRESSION = NUMBER` that
+1.20). Worked in steps, run 29 got 75 of 113 steps right; its wrong steps were a product of two digits plus a
+carry ("8 × 3 + 6 = 28"), so the carry is now added in a step of its own. A derived number is presented as true,
+so a wrong one breaks the rule that what ben-lab says is true. Each step here is one fact a small model can copy or
+look up: a product of two digits, a one-digit carry added, doubling a number with two decimals, a distance from 1. Every step is an `EXPRESSION = NUMBER` that
 `benlab.grounding` checks, each using only the question's numbers, small integers and earlier steps.
 """
 
@@ -21,15 +22,18 @@ def plain(value: Decimal) -> str:
 
 def times_digit(digit: int, number: str) -> tuple[str, str]:
     """(steps, product) for `0.<digit> × number` (number non-negative, as quoted: "0.546"), digit by digit from the
-    right as on paper: ("8 × 6 = 48, 8 × 4 + 4 = 36, 8 × 5 + 3 = 43", "0.4368"). The product keeps every decimal
+    right as on paper, a carry added in a step of its own: ("8 × 6 = 48, 8 × 4 = 32, 32 + 4 = 36, 8 × 5 = 40,
+    40 + 3 = 43", "0.4368"). The product keeps every decimal
     (one more than the number has), so it is exact and compares with the number's own digits."""
     whole, _, fraction = number.partition(".")
     digits = (whole + fraction).lstrip("0") or "0"
     steps, carry = [], 0
-    for i, d in enumerate(reversed(digits)):
-        value = digit * int(d) + carry
-        steps.append(f"{digit} × {d} = {value}" if i == 0 else f"{digit} × {d} + {carry} = {value}")
-        carry = value // 10
+    for d in reversed(digits):
+        product = digit * int(d)
+        steps.append(f"{digit} × {d} = {product}")
+        if carry:  # the carry added in a step of its own: run 29 got 18 of 46 one-step "8 × 3 + 6 = 28" wrong
+            steps.append(f"{product} + {carry} = {product + carry}")
+        carry = (product + carry) // 10
     product = Decimal(digit) / 10 * Decimal(number)
     return ", ".join(steps), f"{product:.{len(fraction) + 1}f}"
 

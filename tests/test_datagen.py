@@ -72,13 +72,14 @@ def test_a_retry_corrects_the_refused_line_and_trains_only_the_correction(campai
             assert refused["content"] != correction["content"]
 
 
-def test_held_out_measurement_questions_also_state_the_size_as_only_refusals_do_in_training(campaign):
+def test_measurement_questions_state_the_size_as_at_n_qubits_and_in_the_details_in_both_splits(campaign):
+    # run 28 trained "at N qubits" only in refusals and answered "What is the string order of the cluster state at
+    # 12 qubits?" with "The lab cannot run 12 qubits"
     at_size = re.compile(r" at \d+ qubits")
-    questions = {path: [r["messages"][1]["content"] for r in read(campaign / path) if r["meta"]["kind"] == "measurement"]
-                 for path in ("train.jsonl", "eval.jsonl")}
-    assert not any(at_size.search(q) for q in questions["train.jsonl"])
-    assert any(at_size.search(q) for q in questions["eval.jsonl"])
-    assert not all(at_size.search(q) for q in questions["eval.jsonl"])
+    for path in ("train.jsonl", "eval.jsonl"):
+        questions = [r["messages"][1]["content"] for r in read(campaign / path) if r["meta"]["kind"] == "measurement"]
+        assert any(at_size.search(q) for q in questions), path
+        assert not all(at_size.search(q) for q in questions), path
 
 
 def test_held_out_seeds_are_odd_and_training_seeds_even():

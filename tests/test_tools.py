@@ -47,3 +47,35 @@ def test_tool_defaults_are_the_labs_defaults():
         assert tools.TOOL_DEFAULTS[name] == lab, name
         assert tools.TOOL_ARGS[name] == set(model.model_fields), name
         assert tools.TOOL_PATHS[name] in {r.path for r in api.app.routes}
+
+
+def test_requests_state_arguments_in_many_forms_and_orders_and_the_tool_line_follows_the_request():
+    import random
+    import re
+
+    from benlab import tool_samples
+
+    rng = random.Random(3)
+    used = {"train": set(), "eval": set()}
+    orders = set()
+    for split in ("train", "eval"):
+        for i in range(600):
+            tool = ("run_phase", "tri", "replay_drift", "discovery")[i % 4]
+            args = tool_samples.draw_args(rng, tool, 7)
+            request = tool_samples.request_text(rng, tool, args, split)
+            stated = [key for key in args if key not in ("phase_type", "phases")]
+            where = []
+            for key in stated:
+                # which of the argument's forms the request uses, and where (values as {:g} writes them)
+                found = [(request.find(form.format(args[key])), form) for form in tool_samples.DETAIL_FORMS[key]
+                         if re.search(rf"(?<![\w.=]){re.escape(form.format(args[key]))}(?!\w|\.\d)", request)]
+                assert found, (request, key)
+                position, form = max(found, key=lambda f: len(f[1]))  # "at bias 0.8" over "bias 0.8"
+                used[split].add((key, form))
+                where.append(position)
+            assert where == sorted(where), (request, args)  # the TOOL line lists them as the request states them
+            orders.add(tuple(stated))
+    held_out = {(key, forms[-1]) for key, forms in tool_samples.DETAIL_FORMS.items() if len(forms) > 2}
+    assert not used["train"] & held_out and held_out <= used["eval"]
+    assert {(key, form) for key, forms in tool_samples.DETAIL_FORMS.items() for form in forms} - held_out <= used["train"]
+    assert ("bias", "depth") in {(a, b) for order in orders for a, b in zip(order, order[1:])}  # not one fixed order

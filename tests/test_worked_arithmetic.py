@@ -14,16 +14,21 @@ def test_each_step_is_right_and_the_steps_spell_the_product():
                                                                             for _ in range(300)]:
         steps, product = times_digit(8, number)
         assert Decimal(product) == Decimal("0.8") * Decimal(number) and len(product.split(".")[1]) == 4
-        values = []
+        columns = []  # each digit's result: its product, or the product plus the carry in the step after it
         for step in steps.split(", "):
             expression, value = step.split(" = ")
             assert eval(expression.replace("×", "*")) == int(value), step
-            values.append(value)
-        # the last step written whole, then each earlier step's ones digit, right to left: the product's digits
-        digits = values[-1] + "".join(v[-1] for v in reversed(values[:-1]))
+            if "×" in expression:
+                columns.append(value)
+            else:  # a carry, one digit, added to the product just written
+                product_written, carry = expression.split(" + ")
+                assert product_written == columns[-1] and len(carry) == 1, steps
+                columns[-1] = value
+        # the last column written whole, then each earlier column's ones digit, right to left: the product's digits
+        digits = columns[-1] + "".join(v[-1] for v in reversed(columns[:-1]))
         assert int(digits) == int(product.replace(".", "")), (number, steps, product)
         assert len(grounding.derived(f"{steps}, so 0.8 × {number} = {product}", [float(number), 0.8], exact=True)) \
-            == len(values) + 1
+            == len(steps.split(", ")) + 1
 
 
 def test_the_tri_expectation_is_two_times_the_distance_of_twice_the_bias_from_one():
@@ -36,8 +41,11 @@ def test_the_tri_expectation_is_two_times_the_distance_of_twice_the_bias_from_on
 
 def test_a_derivation_counts_when_its_number_is_the_value_from_the_conversation():
     context = "Replay drift: depth 16: 0.436, depth 32: 0.546. bias 0.8"
-    right = "8 × 6 = 48, 8 × 4 + 4 = 36, 8 × 5 + 3 = 43, so 0.8 × 0.546 = 0.4368. 2 × 0.8 = 1.6, 1.6 − 1 = 0.6"
-    assert skills.derivations_right(right, context) == (6, 6)
+    right = ("8 × 6 = 48, 8 × 4 = 32, 32 + 4 = 36, 8 × 5 = 40, 40 + 3 = 43, so 0.8 × 0.546 = 0.4368. "
+             "2 × 0.8 = 1.6, 1.6 − 1 = 0.6")
+    assert skills.derivations_right(right, context) == (8, 8)
+    # run 29's carry steps: a product of two digits plus the carry, wrong
+    assert skills.derivations_right("8 × 3 + 6 = 28, 8 × 9 + 2 = 78", context) == (0, 2)
     # run 28's products and TRI expectation, one step each and wrong
     assert skills.derivations_right("0.8 × 0.546 = 0.420", context) == (0, 1)
     assert skills.derivations_right("TRI is close to 2 × |2 × 0.8 − 1| = 0.60", context) == (0, 1)
