@@ -19,9 +19,9 @@ import re
 
 def has_answer(text: str, accepted: tuple[str, ...]) -> bool:
     """Whether the text contains one of the accepted answers (numbers and short words as whole words: "24" is not
-    in "124" or "2.4")."""
+    in "124" or "2.4", but "100.0" is 100)."""
     text = text.lower()
-    return any(re.search(rf"(?<![\w.]){re.escape(a)}(?![\w]|\.\d)", text) for a in accepted)
+    return any(re.search(rf"(?<![\w.]){re.escape(a)}(?:\.0+)?(?![\w]|\.\d)", text) for a in accepted)
 
 
 PROBES = (
@@ -91,8 +91,8 @@ PROBES = (
     ("Spell the word 'cat' backwards.", ("tac",)),
     ("What is the plural of 'mouse'?", ("mice",)),
     ("Which is heavier, a kilogram of iron or a gram of iron?", ("kilogram",)),
-    ("What is the unit of electric current?", ("ampere", "amp")),
-    ("What is the SI unit of length?", ("meter", "metre")),
+    ("What is the unit of electric current?", ("ampere", "amperes", "amp", "amps")),
+    ("What is the SI unit of length?", ("meter", "meters", "metre", "metres")),
     ("What force keeps us on the ground?", ("gravity",)),
     ("What is the speed of light in a vacuum, approximately, in km/s?", ("300,000", "300000", "299,792", "299792")),
     # Added when the base model was right on only 41 of the 70 above under the lab's prompt (the issue asks for at
@@ -138,8 +138,8 @@ PROBES = (
     ("On which continent is Egypt?", ("africa",)),
     ("Write the number nine as a digit.", ("9",)),
     ("What is the plural of 'foot'?", ("feet",)),
-    ("What is the SI unit of mass?", ("kilogram", "kg")),
-    ("What is the SI unit of time?", ("second",)),
+    ("What is the SI unit of mass?", ("kilogram", "kilograms", "kg")),
+    ("What is the SI unit of time?", ("second", "seconds")),
     ("What do we call a baby cat?", ("kitten",)),
 )
 

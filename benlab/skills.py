@@ -8,7 +8,7 @@ import re
 
 from benlab import grounding, tools
 from benlab.general import PROBES, has_answer
-from benlab.samples import ANSWER_MARK, PHASES
+from benlab.samples import ANSWER_MARK, FINGERPRINTS, PHASES
 from benlab.prompts import SYSTEM_PROMPT
 
 # Generated kinds: held-out kind -> (report key, most new tokens the answer may take).
@@ -58,6 +58,17 @@ def context_text(row: dict) -> str:
     return "\n".join(m["content"] for m in row["messages"][:-1])
 
 
+FINGERPRINT_CLAIM = re.compile(r"(?<!of the )fingerprints? (?:is )?(\w+)")
+
+
+def wrong_fingerprints(answer: str, phase: str | None) -> list[str]:
+    """The features the answer calls the named phase's fingerprint that are not ("its fingerprint x_magnetization is
+    0.011" for an ising run; pseudorandom has none): a false statement next to a right phase name. Run 30 wrote one in
+    14 of its 20 held-out raw phase results, and result_phase counted them all right."""
+    own = dict(FINGERPRINTS).get(phase or "")
+    return [m.group(1) for m in FINGERPRINT_CLAIM.finditer(answer) if m.group(1) != own]
+
+
 def misattached_drifts(answer: str, context: str) -> list[str]:
     """The numbers an answer quotes "at depth D" (either order) that are not the drift of the run at depth D in the
     conversation's last replay-drift result ("0.041 at depth 16" where 0.041 is depth 8's; "the bias is 0.5 at depth
@@ -100,8 +111,11 @@ def verdict(row: dict, answer: str) -> dict:
         pick = {"result_phase": picked_phase, "result_tri_compare": picked_run, "result_drift": picked_drift}[kind](answer)
         good, quoted = grounding.quoted_numbers(answer, context_text(row))
         wrong_depth = misattached_drifts(answer, context_text(row)) if kind == "result_drift" else []
-        return {"ok": pick == meta["answer"], "pick": pick, "quoted": quoted,
-                "quoted_right": max(good - len(wrong_depth), 0)} | ({"wrong_depth": wrong_depth} if wrong_depth else {})
+        wrong_fingerprint = wrong_fingerprints(answer, pick) if kind == "result_phase" else []
+        return ({"ok": pick == meta["answer"] and not wrong_fingerprint, "pick": pick, "quoted": quoted,
+                 "quoted_right": max(good - len(wrong_depth), 0)}
+                | ({"wrong_depth": wrong_depth} if wrong_depth else {})
+                | ({"wrong_fingerprint": wrong_fingerprint} if wrong_fingerprint else {}))
     if kind == "measurement":
         invented = grounding.presented_as_measured(answer, context_text(row))
         # every held-out measurement question is within the lab's limits: saying it cannot be run is false
@@ -133,7 +147,7 @@ def session_right(meta: dict, exchange: dict) -> dict:
     if ok:
         result = ran[-1]["result"]
         if tool == "run_phase":
-            ok = picked_phase(answer) == result["phase_type"]
+            ok = picked_phase(answer) == result["phase_type"] and not wrong_fingerprints(answer, result["phase_type"])
         elif tool == "tri":
             ok = any("." in n and grounding.matches(n, result["TRI"]) for n in grounding.numbers(answer))
         else:

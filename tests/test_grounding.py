@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benlab import concepts, datagen, docgen, grounding, samples, tool_samples, tools, worked_arithmetic
+from benlab import concepts, datagen, docgen, grounding, samples, skills, tool_samples, tools, worked_arithmetic
 from benlab.common import run_main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,3 +200,16 @@ def test_a_concept_answer_presents_no_number_as_measured():
         for number in grounding.presented_as_measured(concept.answer, ""):
             sentence = next(s for s in re.split(r"(?<=[.;!?])\s+", concept.answer) if number in s)
             assert "default" in sentence, (concept.name, number, sentence)
+
+
+def test_every_raw_phase_result_is_explained_with_its_own_phases_fingerprint(default_data):
+    # the evaluation counts an explanation that names another phase's fingerprint wrong (skills.wrong_fingerprints)
+    named = 0
+    for path in default_data:
+        for line in path.read_text().splitlines():
+            for turn in json.loads(line)["messages"]:
+                stated = re.search(r"phase_type is (\w+)", turn["content"])
+                if turn["role"] == "assistant" and stated:
+                    assert skills.wrong_fingerprints(turn["content"], stated.group(1)) == [], turn["content"]
+                    named += "fingerprint" in turn["content"]
+    assert named >= 20

@@ -45,6 +45,15 @@ def test_result_phase_and_quoted_values():
     assert good == {"ok": True, "pick": "spt_cluster", "quoted": 2, "quoted_right": 2}
     bad = skills.verdict(r, "Phase: trivial_product. x_magnetization 0.98.")
     assert not bad["ok"] and bad["quoted"] == 1 and bad["quoted_right"] == 0
+    # the right phase named next to another phase's fingerprint (run 30, 14 of 20) is a false statement
+    assert skills.verdict(r, "phase_type is spt_cluster; its fingerprint stabilizer_mean is 0.99 > 0.5. "
+                             "Answer: spt_cluster.")["ok"]
+    wrong = skills.verdict(r, "phase_type is spt_cluster; its fingerprint x_magnetization is 0.00. Answer: spt_cluster.")
+    assert not wrong["ok"] and wrong["wrong_fingerprint"] == ["x_magnetization"]
+    scrambled = result_row("result_phase", {"answer": "pseudorandom"}, {**RESULT, "phase_type": "pseudorandom"})
+    assert skills.verdict(scrambled, "none of the fingerprints is above 0.5 (x_magnetization 0.01). "
+                                     "Answer: pseudorandom.")["ok"]
+    assert not skills.verdict(scrambled, "its fingerprint x_magnetization is 0.010. Answer: pseudorandom.")["ok"]
 
 
 def test_a_drift_quoted_at_another_depth_is_not_quoted_right():
@@ -113,6 +122,11 @@ def test_probe_answers_are_matched_as_whole_words():
     assert skills.probe_right(paris, "The capital of France is Paris.")
     assert not skills.probe_right(paris, "The capital of France is France.")
     assert len(PROBES) >= 60 and len({q for q, _ in PROBES}) == len(PROBES)
+    boil = next(i for i, (q, _) in enumerate(PROBES) if "boil at sea level" in q)
+    assert skills.probe_right(boil, "Water boils at approximately 100.0 Celsius.")  # run 29's base answer, right
+    assert not skills.probe_right(boil, "about 100.05 degrees")
+    seconds = next(i for i, (q, _) in enumerate(PROBES) if q == "What is the SI unit of time?")
+    assert skills.probe_right(seconds, "The SI unit of time is seconds.")
 
 
 def test_a_session_counts_when_the_call_ran_and_the_answer_matches_the_lab():
@@ -125,3 +139,9 @@ def test_a_session_counts_when_the_call_ran_and_the_answer_matches_the_lab():
     assert not skills.session_right(meta, wrong)["ok"]
     failed = {"turns": [{"calls": [{"name": "tri", "ok": False, "error": "422"}], "answer": "TRI = 0.414."}]}
     assert not skills.session_right(meta, failed)["ok"]
+    phase = {"turns": [{"calls": [{"name": "run_phase", "ok": True, "result": RESULT}],
+                        "answer": "phase_type is spt_cluster; its fingerprint stabilizer_mean is 0.99. Answer: spt_cluster."}]}
+    assert skills.session_right({"call": {"name": "run_phase", "args": {}}}, phase)["ok"]
+    phase["turns"][0]["answer"] = phase["turns"][0]["answer"].replace("stabilizer_mean", "x_magnetization")
+    assert not skills.session_right({"call": {"name": "run_phase", "args": {}}}, phase)["ok"]
+
