@@ -278,13 +278,16 @@ SUBJECT_TEMPLATES = ("Explain {s}.", "Tell me about {s}.", "What should I know a
 # question about a phase by any of its names gets what the phase is, not only its phase_type.
 PHASE_SUMMARIES = {
     "ising_symmetry_breaking": "the ordered ferromagnet, a GHZ-like cat state: each shot is all-up or all-down, and "
-                               "the long-range ZZ correlation is near 1",
+                               "the long-range ZZ correlation is near 1; its fingerprint is "
+                               "correlation_length_norm > 0.5",
     "spt_cluster": "the cluster state, a symmetry-protected topological (SPT) phase: its hidden order shows only in "
-                   "the string order and the stabilizers Z X Z, both near 1",
+                   "the string order and the stabilizers Z X Z, both near 1; its fingerprint is "
+                   "stabilizer_mean > 0.5",
     "trivial_product": "the product state, every qubit tilted on its own: zero entanglement, no correlations, and "
-                       "x_magnetization ⟨X⟩ near 1",
+                       "x_magnetization ⟨X⟩ near 1; its fingerprint is x_magnetization > 0.5",
     "pseudorandom": "the scrambled state of Haar-random brickwork circuits: order parameters near 0 and half-chain "
-                    "entanglement approaching the Page value",
+                    "entanglement approaching the Page value; it has no fingerprint of its own (none of the three is "
+                    "above 0.5)",
 }
 
 

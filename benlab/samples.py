@@ -116,10 +116,13 @@ def named_phase_reasoning(values: dict[str, float], phase: str, q: Quotes) -> st
     result_phase 100% -> 50% in a default run.)"""
     if phase == "pseudorandom":
         listing = ", ".join(f"{feature} {q(feature, values[feature], 2)}" for _, feature in FINGERPRINTS)
-        checks = f"none of the fingerprints is above {FINGERPRINT_LEVEL} ({listing}), so the state is scrambled."
+        checks = (f"pseudorandom has no fingerprint of its own: {listing}, all below {FINGERPRINT_LEVEL}, so the "
+                  "state is scrambled.")
     else:
+        # the phase's name again right before its fingerprint: "its fingerprint" alone, the model wrote
+        # x_magnetization (the third feature of every result) for 14 of 20 held-out runs of every phase (run 30)
         feature = dict(FINGERPRINTS)[phase]
-        checks = f"its fingerprint {feature} is {q(feature, values[feature], 2)} > {FINGERPRINT_LEVEL}."
+        checks = f"{phase}'s fingerprint is {feature}: {q(feature, values[feature], 2)} > {FINGERPRINT_LEVEL}."
     return f"{checks} {ANSWER_MARK} {phase}. {IDENTIFIED[phase].format(**quoted(values, q))}"
 
 

@@ -58,7 +58,7 @@ def context_text(row: dict) -> str:
     return "\n".join(m["content"] for m in row["messages"][:-1])
 
 
-FINGERPRINT_CLAIM = re.compile(r"(?<!of the )fingerprints? (?:is )?(\w+)")
+FINGERPRINT_CLAIM = re.compile(r"(?<!of the )(?<!no )fingerprints? (?:is )?(\w+)")
 
 
 def wrong_fingerprints(answer: str, phase: str | None) -> list[str]:

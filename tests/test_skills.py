@@ -54,6 +54,8 @@ def test_result_phase_and_quoted_values():
     assert skills.verdict(scrambled, "none of the fingerprints is above 0.5 (x_magnetization 0.01). "
                                      "Answer: pseudorandom.")["ok"]
     assert not skills.verdict(scrambled, "its fingerprint x_magnetization is 0.010. Answer: pseudorandom.")["ok"]
+    assert skills.verdict(scrambled, "pseudorandom has no fingerprint of its own: x_magnetization 0.01, below 0.5. "
+                                     "Answer: pseudorandom.")["ok"]
 
 
 def test_a_drift_quoted_at_another_depth_is_not_quoted_right():
