@@ -418,8 +418,9 @@ def measurement_question_sample(rng: random.Random, split: str, seed: int, kind:
     wording = rng.choice(wordings(PLAIN_MEASUREMENT_QUESTIONS[quantity], split))
     what = phase_words(rng, args["phase_type"])
     if rng.random() < (0.5 if split == "eval" else 0.3):
-        # The size as "at 12 qubits", as the refusals of sizes over the limit put it: trained only there, run 28
-        # answered "What is the string order of the cluster state at 12 qubits?" with "The lab cannot run 12 qubits".
+        # The size as "at 12 qubits" right after the phase, as the refusals of sizes over the limit put it: run 28,
+        # trained on that form only there, answered "What is the string order of the cluster state at 12 qubits?"
+        # with "The lab cannot run 12 qubits".
         what += f" at {rest.pop('system_size')} qubits"
     question = wording.format(what=what, details=details_text(rng, rest, split))
     answer = (f"That has to be measured: there is no lab result for it in this conversation, so I will not give a "

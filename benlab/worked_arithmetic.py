@@ -5,8 +5,9 @@ Run 28's model wrote every derived number in one step, and none was right: 0 of 
 1.20). Worked in steps, run 29 got 75 of 113 steps right; its wrong steps were a product of two digits plus a
 carry ("8 × 3 + 6 = 28"), so the carry is now added in a step of its own. A derived number is presented as true,
 so a wrong one breaks the rule that what ben-lab says is true. Each step here is one fact a small model can copy or
-look up: a product of two digits, a one-digit carry added, doubling a number with two decimals, a distance from 1. Every step is an `EXPRESSION = NUMBER` that
-`benlab.grounding` checks, each using only the question's numbers, small integers and earlier steps.
+look up: a product of two digits, a one-digit carry added, doubling a number with two decimals, a distance from 1.
+Every step is an `EXPRESSION = NUMBER` that `benlab.grounding` checks, each using only the question's numbers,
+small integers and earlier steps.
 """
 
 from __future__ import annotations
