@@ -70,7 +70,8 @@ CONCEPTS = (
         "spt_cluster is the 1D cluster state, a symmetry-protected topological (SPT) phase: every qubit is tilted, "
         "then CZ acts on every neighbouring pair. Its order is hidden: the stabilizers Z X Z and the end-to-end "
         "string order are near 1, while every single-site or two-point Z measurement looks like fair coins. Only "
-        "the string order and the stabilizers tell it apart from the trivial phase.",
+        "the string order and the stabilizers tell it apart from the trivial phase. Its fingerprint is "
+        "stabilizer_mean.",
         (("string order",), ("stabilizer",), ("topolog", "spt")),
     ),
     Concept(
@@ -97,7 +98,8 @@ CONCEPTS = (
         ("Describe the pseudorandom phase.", "What does a scrambled state look like in the lab?"),
         "pseudorandom scrambles the tilted product state with depth layers of Haar-random two-qubit gates in a "
         "brickwork. Every order parameter ends near 0, and the half-chain entanglement approaches the Page value "
-        "N/2·ln 2 − 1/2 once the circuit is deep (depth of about 2N).",
+        "N/2·ln 2 − 1/2 once the circuit is deep (depth of about 2N). It has no fingerprint of its own: "
+        "stabilizer_mean, correlation_length_norm and x_magnetization all stay below 0.5.",
         (("random",), ("entanglement",), ("page",)),
     ),
     Concept(
@@ -161,8 +163,8 @@ CONCEPTS = (
          "Where does the string order come from?", "What does a string order near 0 tell me?"),
         ("What is the string order parameter?", "Which phase has a large string order?"),
         "string_order is ⟨K_1 K_2 … K_N−2⟩, the product of the cluster stabilizers K_i = Z_i−1 X_i Z_i+1; "
-        "stabilizer_mean is their mean. Both are near 1 for the SPT cluster phase and near 0 for the others: the "
-        "string order is the fingerprint of the SPT phase.",
+        "stabilizer_mean is their mean. Both are near 1 for the SPT cluster phase and near 0 for the others: "
+        "stabilizer_mean is the SPT phase's fingerprint.",
         (("stabilizer",), ("cluster", "spt")),
     ),
     Concept(

@@ -93,24 +93,29 @@ class Counts:
     tri: int = 48  # TRI runs, paired into comparisons
     discovery: int = 4  # discovery conversations (request, TOOL line, result, explanation)
     drift: int = 48  # drift sweeps: drift classification
-    loop: int = 40  # lab-loop conversations of the other tools
+    loop: int = 48  # lab-loop conversations of the other tools (and 4x as many requests for a TOOL line)
 
     def loop_jobs(self) -> dict[str, int]:
         jobs = {tool: round(share * self.loop) for tool, share in LOOP_SHARES.items()}
         return {**jobs, "discovery": self.discovery}
 
 
-def loop_job(rng: random.Random, tool: str, split: str, key: str) -> Job:
+def loop_job(rng: random.Random, tool: str, split: str, i: int) -> Job:
     seed = experiment_seed(rng, split) if tool != "discovery" else DISCOVERY_SEED_BASE + 2 * rng.randrange(2**20) + (split == "eval")
-    return Job(key, split, "loop", {"tool": tool, "args": tool_samples.draw_args(rng, tool, seed)})
+    args = tool_samples.draw_args(rng, tool, seed)
+    if tool == "run_phase":  # the phases in turn: drawn, one campaign explained ising 4 times, pseudorandom 18
+        args["phase_type"] = samples.PHASES[i % len(samples.PHASES)]
+    return Job(f"{split}/loop/{tool}/{i}", split, "loop", {"tool": tool, "args": args})
 
 
 def plan_campaign(counts: Counts, seed: int, eval_fraction: float) -> list[Job]:
     """Every request of the campaign, in a fixed order drawn from `seed`. Held-out runs are twice the fraction of
     the training counts: each checkable question needs its own run (a pair for TRI comparisons)."""
-    rng = random.Random(seed)
     jobs: list[Job] = []
     for split in ("train", "eval"):
+        # one stream per split: the held-out runs (and the base model's cached answers to them) do not depend on
+        # how many training runs were drawn
+        rng = random.Random(f"{seed}/{split}")
         def scale(n: int, cap: float = math.inf) -> int:  # held-out: twice the fraction, at most `cap`
             return n if split == "train" else min(math.ceil(2 * eval_fraction * n), cap)
 
@@ -124,7 +129,7 @@ def plan_campaign(counts: Counts, seed: int, eval_fraction: float) -> list[Job]:
             if split == "eval" and tool != "run_phase":
                 continue  # held-out raw TRI and drift results come from the held-out tri and drift runs
             n = max(HELD_OUT_QUESTIONS, scale(n)) if split == "eval" else n
-            jobs += [loop_job(rng, tool, split, f"{split}/loop/{tool}/{i}") for i in range(n)]
+            jobs += [loop_job(rng, tool, split, i) for i in range(n)]
     return jobs
 
 

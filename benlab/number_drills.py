@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 
-from benlab import samples
+from benlab import samples, worked_arithmetic
 from benlab.samples import ANSWER_MARK, Quotes
 
 COMPARE_QUESTIONS = (
@@ -71,9 +71,33 @@ def product_sample(rng: random.Random) -> dict:
     return samples.make_sample("number_drill", question, "", output, {}, Quotes(), answer=verdict,
                                choices=["yes", "no"])
 
+TRI_EXPECTATION_QUESTIONS = (
+    "What is 2 × |2b − 1| at b = {b}? Work it out.",
+    "Work out the symmetric TRI 2 × |2b − 1| for bias {b}.",
+    "At bias {b}, what does 2 × |2b − 1| give?",
+)
+
+
+def tri_expectation_sample(rng: random.Random) -> dict:
+    """What a spin-flip symmetric circuit gives at a bias, worked as the TRI explanations work it
+    (worked_arithmetic.tri_expectation): run 30's lab sessions got 5 of its steps wrong ("2 × 0.45 = 0.8",
+    "2 × 0.1 = 0.01"), each bias having been doubled in a few answers only. Biases on the lab's 0.05 grid half the
+    time (57 distinct questions; the generator drops repeats), two free decimals otherwise."""
+    step = rng.choice([i for i in range(1, 20) if i != 10])
+    bias = round(step * 0.05 if rng.random() < 0.5 else rng.choice([i for i in range(1, 100) if i != 50]) / 100, 2)
+    steps, value = worked_arithmetic.tri_expectation(bias)
+    output = f"2 × |2b − 1| at b = {bias:g}: {steps}. {ANSWER_MARK} {value}."
+    question = rng.choice(TRI_EXPECTATION_QUESTIONS).format(b=f"{bias:g}")
+    return samples.make_sample("number_drill", question, "", output, {}, Quotes(), answer=value)
+
 
 def drill_samples(rng: random.Random, n: int) -> list[dict]:
-    """n drills, alternating a comparison and a product. One comparison to two products measured worse in run 16
-    (drift_class 58.3%, against 75.0%); so did the drift compared to two decimals, as TRIs once were to one, in
-    run 18 (drift_class 50.0%)."""
-    return [compare_sample(rng) if i % 2 == 0 else product_sample(rng) for i in range(n)]
+    """n drills, alternating a comparison and a product, and a TRI expectation after every fourth. One comparison
+    to two products measured worse in run 16 (drift_class 58.3%, against 75.0%); so did the drift compared to two
+    decimals, as TRIs once were to one, in run 18 (drift_class 50.0%)."""
+    drills = []
+    for i in range(n):
+        drills.append(compare_sample(rng) if i % 2 == 0 else product_sample(rng))
+        if i % 4 == 3:
+            drills.append(tri_expectation_sample(rng))
+    return drills

@@ -425,8 +425,9 @@ def discovery_text(response: dict, request: dict, q: Quotes) -> str:
     text += (f" purity = {q('purity', response['purity'])} and adjusted_rand_index = "
              f"{q('adjusted_rand_index', response['adjusted_rand_index'])}.")
     if not mixed:
-        text += (" Every phase has its own cluster because each has its own fingerprint: ZZ order for ising, "
-                 "string order for the cluster phase, <X> for the product state, entanglement for pseudorandom.")
+        text += (" Every phase has its own cluster because their features stand apart: ZZ order for ising, "
+                 "string order for the cluster phase, <X> for the product state, high entanglement with every "
+                 "order near 0 for pseudorandom.")
     elif k < len(phases):
         merged = " and ".join(sorted({p for c in mixed for p in c}))
         text += f" With k={k} for {len(phases)} phases some phases must share a cluster: here {merged}."

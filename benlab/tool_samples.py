@@ -236,8 +236,11 @@ def tool_call_sample(rng: random.Random, tool: str, args: dict, split: str, kind
 
 
 # Names a model puts where the lab's argument belongs: run 27's chat sent "10 qubits" to /tri as num_per_phase.
-MISNAMED_ARGS = {"system_size": ("num_per_phase", "qubits", "n_qubits", "size"), "depth": ("layers", "num_layers"),
-                 "phase_type": ("phase", "state"), "phases": ("phase_type", "phase_list"), "seed": ("random_seed",)}
+# Run 31 wrote "N" for "N=14" and "num_samples" for "8 samples per phase".
+MISNAMED_ARGS = {"system_size": ("num_per_phase", "qubits", "n_qubits", "size", "N"),
+                 "depth": ("layers", "num_layers"), "phase_type": ("phase", "state"),
+                 "phases": ("phase_type", "phase_list"), "seed": ("random_seed",),
+                 "num_per_phase": ("num_samples", "samples_per_phase", "runs_per_phase")}
 
 
 # Arguments a model adds that no tool takes: run 28's chat sent discovery "pseudorandom": 100 four times over.
@@ -355,11 +358,14 @@ def refusal_sample(rng: random.Random, split: str) -> dict:
     """A request outside the lab: a short answer with the limit, no TOOL line."""
     system = rng.choice(tools.TRAIN_PROTOCOL_PROMPTS + (SYSTEM_PROMPT,))
     if rng.random() < 0.5:
+        # Worded as the requests the lab runs, the size in any of its forms: only the number says no. Run 30,
+        # trained on "Run the ... with 24 qubits." alone, refused "the cluster state with 10 qubits" too.
         n = rng.choice([21, 24, 25, 30, 32, 40, 50, 64, 100])
-        phase = rng.choice(PHASES)
-        question = rng.choice((f"Run the {phase_words(rng, phase)} with {n} qubits.",
-                               f"Simulate a {n}-qubit {phase_words(rng, phase)}.",
-                               f"What is the TRI of the {phase_words(rng, phase)} at {n} qubits? Run it."))
+        tool = rng.choice(SESSION_TOOLS)
+        args = {"phase_type": rng.choice(PHASES), "system_size": n}
+        if rng.random() < 0.4:
+            args["depth"] = rng.choice([2, 4, 8])
+        question = request_text(rng, tool, in_request_order(rng, args), split)
         answer = (f"The lab cannot run {n} qubits: it keeps every amplitude of an exact state vector, so "
                   f"system_size must be 4–20 (and depth × 2^system_size ≤ 8,388,608). Ask for 20 qubits or fewer "
                   "and I will run it.")

@@ -139,9 +139,18 @@ def test_the_drills_walk_the_comparison_and_work_the_product_right(default_data)
     rows = [json.loads(line) for line in default_data[0].read_text().splitlines()]
     drills = [r for r in rows if r["meta"]["kind"] == "number_drill"]
     assert len(drills) >= 200
-    compares, products, same_whole, near_level = Counter(), Counter(), 0, 0
+    compares, products, same_whole, near_level, tri_expectations = Counter(), Counter(), 0, 0, 0
     for row in drills:
         question, answer = row["messages"][1]["content"], row["messages"][-1]["content"]
+        tri = re.fullmatch(r"2 × \|2b − 1\| at b = ([\d.]+): 2 × \1 = ([\d.]+), (?:\2 − 1|1 − \2) = ([\d.]+), "
+                           r"2 × \3 = ([\d.]+)\. Answer: \4\.", answer)
+        if tri:  # every step right, the bias the question's
+            bias, doubled, distance, value = (Decimal(g) for g in tri.groups())
+            assert f"b = {tri.group(1)}" in question or f"bias {tri.group(1)}" in question, answer
+            assert doubled == 2 * bias and distance == abs(doubled - 1) and value == 2 * distance, answer
+            assert row["meta"]["answer"] == tri.group(4)
+            tri_expectations += 1
+            continue
         compare = re.fullmatch(rf"Run A's ([\d.]+) against Run B's ([\d.]+): {WALK}, so (Run [AB]) is larger\. "
                                r"Answer: (Run [AB])\.", answer)
         if compare:
@@ -174,6 +183,7 @@ def test_the_drills_walk_the_comparison_and_work_the_product_right(default_data)
     # a quarter of the products or more close to the level, where only a product right to the thousandth decides
     assert near_level >= 0.25 * sum(products.values())
     assert same_whole >= 0.5 * sum(compares.values())
+    assert tri_expectations >= 0.12 * len(drills)
 
 
 def test_a_raw_phase_result_is_explained_by_the_phase_it_names(default_data):
@@ -181,6 +191,9 @@ def test_a_raw_phase_result_is_explained_by_the_phase_it_names(default_data):
     explained = [r for r in rows if r["meta"]["kind"] in ("tool_result", "result_phase")
                  and r["meta"]["call"]["name"] == "run_phase"]
     assert len(explained) >= 20
+    # every phase in turn: drawn at random, one campaign had 4 ising explanations and 18 pseudorandom
+    per_phase = Counter(row["meta"]["answer"] for row in explained)
+    assert min(per_phase[phase] for phase in samples.PHASES) >= 0.2 * len(explained), per_phase
     for row in explained:
         result = json.loads(row["messages"][3]["content"].removeprefix(tools.RESULT_PREFIX))
         phase, answer = result["phase_type"], row["messages"][-1]["content"]
@@ -213,3 +226,24 @@ def test_every_raw_phase_result_is_explained_with_its_own_phases_fingerprint(def
                     assert skills.wrong_fingerprints(turn["content"], stated.group(1)) == [], turn["content"]
                     named += "fingerprint" in turn["content"]
     assert named >= 20
+
+
+def test_every_phase_answer_and_page_gives_the_fingerprint_the_identification_uses(default_data):
+    # Run 31 explained cluster-state results with "spt_cluster's fingerprint is correlation_length_norm": the
+    # concept answers gave the ising fingerprint 117 times, the cluster's 49, and docs called the string order the
+    # cluster's fingerprint, discovery answers said every phase has its own.
+    fingerprints = dict(samples.FINGERPRINTS)
+    by_concept = {"ising phase": "ising_symmetry_breaking", "cluster phase": "spt_cluster",
+                  "trivial phase": "trivial_product", "pseudorandom phase": "pseudorandom"}
+    for concept in concepts.CONCEPTS:
+        phase = by_concept.get(concept.name)
+        if phase in fingerprints:
+            assert f"fingerprint is {fingerprints[phase]}" in concept.answer, concept.name
+        elif phase:
+            assert "no fingerprint of its own" in concept.answer
+    texts = [page.read_text() for page in (ROOT / "docs" / "lab").glob("*.md")]
+    texts += [line for path in default_data for line in path.read_text().splitlines()]
+    for text in texts:
+        for feature in re.findall(r"(\w+)`? is the fingerprint of the SPT phase", text):
+            assert feature == fingerprints["spt_cluster"], text
+        assert "its own fingerprint" not in text, text

@@ -79,3 +79,23 @@ def test_requests_state_arguments_in_many_forms_and_orders_and_the_tool_line_fol
     assert not used["train"] & held_out and held_out <= used["eval"]
     assert {(key, form) for key, forms in tool_samples.DETAIL_FORMS.items() for form in forms} - held_out <= used["train"]
     assert ("bias", "depth") in {(a, b) for order in orders for a, b in zip(order, order[1:])}  # not one fixed order
+
+
+def test_a_size_over_the_limit_is_refused_in_every_form_a_request_states_sizes():
+    # Run 30 refused "the cluster state with 10 qubits": its refusals all said "with N qubits", its requests rarely.
+    import random
+
+    from benlab import tool_samples
+
+    rng, forms = random.Random(5), set()
+    for _ in range(400):
+        sample = tool_samples.refusal_sample(rng, "train")
+        question, answer = sample["messages"][1]["content"], sample["messages"][-1]["content"]
+        assert "TOOL:" not in answer
+        if answer.startswith("The lab cannot run "):
+            n = int(answer.split()[4])
+            assert n > 20
+            found = [form for form in tool_samples.DETAIL_FORMS["system_size"] if form.format(n) in question]
+            assert found, question
+            forms.add(max(found, key=len))
+    assert forms == set(tool_samples.DETAIL_FORMS["system_size"][:-1])  # every training form, never the held-out one
