@@ -71,6 +71,7 @@ def product_sample(rng: random.Random) -> dict:
     return samples.make_sample("number_drill", question, "", output, {}, Quotes(), answer=verdict,
                                choices=["yes", "no"])
 
+
 TRI_EXPECTATION_QUESTIONS = (
     "What is 2 × |2b − 1| at b = {b}? Work it out.",
     "Work out the symmetric TRI 2 × |2b − 1| for bias {b}.",
