@@ -236,6 +236,11 @@ def build_samples(jobs: list[Job], responses: dict[str, dict], seed: int, counts
                 skipped += 1
                 continue
             out.append(samples.phase_identification(response, rng))
+            if job.split == "train" and job_index(job) % 2 == 0:
+                # half the runs again as a raw lab result: the loop's run_phase conversations alone give each phase
+                # 5, and run 32 wrote pseudorandom's explanation in the other three phases' sentence shape
+                args = tool_samples.stated_phase_args(rng, job.body)
+                out.append(tool_samples.tool_result_sample(rng, "run_phase", args, response, "train"))
         elif job.category == "tri":
             if response.get("feature_names"):  # comparisons reason with the new lab's physics
                 tri_runs[job.split].append(response)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 
 from benlab import samples, tools
+from benlab.lab import circuits
 from benlab.concepts import CONCEPTS, PHASE_SUMMARIES, training_questions
 from benlab.prompts import SYSTEM_PROMPT
 from benlab.samples import PHASES, Quotes, measurements
@@ -134,7 +135,9 @@ DETAIL_FORMS = {
     "system_size": ("{} qubits", "with {} qubits", "on {} qubits", "N={}", "system size {}", "at {} qubits", "N = {}"),
     "depth": ("depth {}", "{} layers", "depth={}", "with {} layers", "at depth {}"),
     "base_depth": ("base depth {}", "base_depth={}", "starting at depth {}"),
-    "num_per_phase": ("{} runs each", "{} runs per phase", "{} samples per phase"),
+    # the last form of each is held out; run 32 sent "8 samples per phase" as a second system_size
+    "num_per_phase": ("{} runs each", "{} runs per phase", "{} per phase", "{} experiments per phase",
+                      "num_per_phase={}", "{} samples per phase"),
     "k": ("k={}", "k = {}", "{} clusters"),
     "bias": ("bias {:g}", "at bias {:g}", "bias={:g}", "b = {:g}", "with bias {:g}"),
     "noise": ("noise {:g}", "noise level {:g}", "noise={:g}", "with noise {:g}"),
@@ -207,6 +210,18 @@ def in_request_order(rng: random.Random, args: dict) -> dict:
     if rng.random() < 0.4:
         rng.shuffle(stated)
     return {key: args[key] for key in ("phase_type", "phases", *stated) if key in args}
+
+
+# The lab's defaults for a phase run (benlab/api.py): a request may leave them out
+PHASE_RUN_DEFAULTS = {"system_size": 12, "depth": 8, "bias": circuits.DEFAULT_BIAS, "noise": circuits.DEFAULT_NOISE}
+
+
+def stated_phase_args(rng: random.Random, params: dict) -> dict:
+    """A run's parameters as a person asks for it: the phase and seed always, the lab's defaults left out half the
+    time and the rest stated, so the TOOL line reproduces exactly the run that was made."""
+    args = {key: value for key, value in params.items()
+            if key in ("phase_type", "seed") or value != PHASE_RUN_DEFAULTS.get(key) or rng.random() < 0.5}
+    return in_request_order(rng, args)
 
 
 def request_text(rng: random.Random, tool: str, args: dict, split: str) -> str:

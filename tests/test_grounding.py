@@ -194,8 +194,16 @@ def test_a_raw_phase_result_is_explained_by_the_phase_it_names(default_data):
     # every phase in turn: drawn at random, one campaign had 4 ising explanations and 18 pseudorandom
     per_phase = Counter(row["meta"]["answer"] for row in explained)
     assert min(per_phase[phase] for phase in samples.PHASES) >= 0.2 * len(explained), per_phase
+    # run 32 trained on 5 a phase and wrote pseudorandom's explanation in the other phases' shape: the
+    # identification runs are explained as raw results too
+    trained = Counter(row["meta"]["answer"] for row in explained if row["meta"]["kind"] == "tool_result")
+    assert min(trained[phase] for phase in samples.PHASES) >= 12, trained
     for row in explained:
         result = json.loads(row["messages"][3]["content"].removeprefix(tools.RESULT_PREFIX))
+        # the TOOL line, with the lab's defaults for what it leaves out, is the run whose result follows
+        call = tools.parse_tool_call(row["messages"][2]["content"])
+        asked = {"seed": 0, **tool_samples.PHASE_RUN_DEFAULTS, **call.args}
+        assert {key: result["params"][key] for key in asked} == asked, (row["messages"][1]["content"], result["params"])
         phase, answer = result["phase_type"], row["messages"][-1]["content"]
         assert answer.startswith(f"phase_type is {phase}; ") and f"{samples.ANSWER_MARK} {phase}." in answer, answer
         assert not any(f"{samples.ANSWER_MARK} {other}" in answer for other in samples.PHASES if other != phase)
