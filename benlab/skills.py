@@ -69,6 +69,17 @@ def wrong_fingerprints(answer: str, phase: str | None) -> list[str]:
     return [m.group(1) for m in FINGERPRINT_CLAIM.finditer(answer) if m.group(1) != own]
 
 
+FIELD_NAME = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b")  # snake_case, as the lab's JSON names its fields
+
+
+def unknown_fields(answer: str, context: str) -> list[str]:
+    """The field-like names an answer uses that no lab result in the conversation has, nor any phase: run 33's
+    pseudorandom explanations listed "no strings_order 0.02" and "randomness_entropy 2.82", values under names the
+    result does not have, and result_phase counted them right because the phase was."""
+    known = set(re.findall(r'"(\w+)"', context)) | set(PHASES)
+    return [name for name in FIELD_NAME.findall(answer) if name not in known]
+
+
 def misattached_drifts(answer: str, context: str) -> list[str]:
     """The numbers an answer quotes "at depth D" (either order) that are not the drift of the run at depth D in the
     conversation's last replay-drift result ("0.041 at depth 16" where 0.041 is depth 8's; "the bias is 0.5 at depth
@@ -112,10 +123,12 @@ def verdict(row: dict, answer: str) -> dict:
         good, quoted = grounding.quoted_numbers(answer, context_text(row))
         wrong_depth = misattached_drifts(answer, context_text(row)) if kind == "result_drift" else []
         wrong_fingerprint = wrong_fingerprints(answer, pick) if kind == "result_phase" else []
-        return ({"ok": pick == meta["answer"] and not wrong_fingerprint, "pick": pick, "quoted": quoted,
-                 "quoted_right": max(good - len(wrong_depth), 0)}
+        unknown = unknown_fields(answer, context_text(row))
+        return ({"ok": pick == meta["answer"] and not wrong_fingerprint and not unknown, "pick": pick,
+                 "quoted": quoted, "quoted_right": max(good - len(wrong_depth), 0)}
                 | ({"wrong_depth": wrong_depth} if wrong_depth else {})
-                | ({"wrong_fingerprint": wrong_fingerprint} if wrong_fingerprint else {}))
+                | ({"wrong_fingerprint": wrong_fingerprint} if wrong_fingerprint else {})
+                | ({"unknown_fields": unknown} if unknown else {}))
     if kind == "measurement":
         invented = grounding.presented_as_measured(answer, context_text(row))
         # every held-out measurement question is within the lab's limits: saying it cannot be run is false
@@ -152,5 +165,7 @@ def session_right(meta: dict, exchange: dict) -> dict:
             ok = any("." in n and grounding.matches(n, result["TRI"]) for n in grounding.numbers(answer))
         else:
             ok = picked_drift(answer) == result["drift_trend"].capitalize()
-    return {"ok": ok, "tool_calls": len(calls), "failed_calls": len(calls) - len(ran)}
+    unknown = unknown_fields(answer, json.dumps([call.get("result") for call in ran]))
+    return ({"ok": ok and not unknown, "tool_calls": len(calls), "failed_calls": len(calls) - len(ran)}
+            | ({"unknown_fields": unknown} if unknown else {}))
 

@@ -56,6 +56,10 @@ def test_result_phase_and_quoted_values():
     assert not skills.verdict(scrambled, "its fingerprint x_magnetization is 0.010. Answer: pseudorandom.")["ok"]
     assert skills.verdict(scrambled, "pseudorandom has no fingerprint of its own: x_magnetization 0.01, below 0.5. "
                                      "Answer: pseudorandom.")["ok"]
+    # run 33 listed values under names the result does not have; the phase alone made them right
+    rambling = skills.verdict(scrambled, "pseudorandom's fingerprint is none: x_magnetization 0.01, no strings_order "
+                                         "0.94, randomness_entropy 2.82. Answer: pseudorandom.")
+    assert not rambling["ok"] and rambling["unknown_fields"] == ["strings_order", "randomness_entropy"]
 
 
 def test_a_drift_quoted_at_another_depth_is_not_quoted_right():
@@ -146,4 +150,8 @@ def test_a_session_counts_when_the_call_ran_and_the_answer_matches_the_lab():
     assert skills.session_right({"call": {"name": "run_phase", "args": {}}}, phase)["ok"]
     phase["turns"][0]["answer"] = phase["turns"][0]["answer"].replace("stabilizer_mean", "x_magnetization")
     assert not skills.session_right({"call": {"name": "run_phase", "args": {}}}, phase)["ok"]
+    # a value under a name the result does not have is false, whatever the phase named
+    phase["turns"][0]["answer"] = "phase_type is spt_cluster; string_orders 0.94. Answer: spt_cluster."
+    verdict = skills.session_right({"call": {"name": "run_phase", "args": {}}}, phase)
+    assert not verdict["ok"] and verdict["unknown_fields"] == ["string_orders"]
 
