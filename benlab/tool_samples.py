@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 
 from benlab import samples, tools
-from benlab.lab import circuits
 from benlab.concepts import CONCEPTS, PHASE_SUMMARIES, training_questions
 from benlab.prompts import SYSTEM_PROMPT
 from benlab.samples import PHASES, Quotes, measurements
@@ -212,15 +211,12 @@ def in_request_order(rng: random.Random, args: dict) -> dict:
     return {key: args[key] for key in ("phase_type", "phases", *stated) if key in args}
 
 
-# The lab's defaults for a phase run (benlab/api.py): a request may leave them out
-PHASE_RUN_DEFAULTS = {"system_size": 12, "depth": 8, "bias": circuits.DEFAULT_BIAS, "noise": circuits.DEFAULT_NOISE}
-
-
 def stated_phase_args(rng: random.Random, params: dict) -> dict:
     """A run's parameters as a person asks for it: the phase and seed always, the lab's defaults left out half the
     time and the rest stated, so the TOOL line reproduces exactly the run that was made."""
+    defaults = tools.TOOL_DEFAULTS["run_phase"]
     args = {key: value for key, value in params.items()
-            if key in ("phase_type", "seed") or value != PHASE_RUN_DEFAULTS.get(key) or rng.random() < 0.5}
+            if key in ("phase_type", "seed") or value != defaults.get(key) or rng.random() < 0.5}
     return in_request_order(rng, args)
 
 

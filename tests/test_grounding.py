@@ -202,7 +202,7 @@ def test_a_raw_phase_result_is_explained_by_the_phase_it_names(default_data):
         result = json.loads(row["messages"][3]["content"].removeprefix(tools.RESULT_PREFIX))
         # the TOOL line, with the lab's defaults for what it leaves out, is the run whose result follows
         call = tools.parse_tool_call(row["messages"][2]["content"])
-        asked = {"seed": 0, **tool_samples.PHASE_RUN_DEFAULTS, **call.args}
+        asked = {**tools.TOOL_DEFAULTS["run_phase"], **call.args}
         assert {key: result["params"][key] for key in asked} == asked, (row["messages"][1]["content"], result["params"])
         phase, answer = result["phase_type"], row["messages"][-1]["content"]
         assert answer.startswith(f"phase_type is {phase}; ") and f"{samples.ANSWER_MARK} {phase}." in answer, answer
