@@ -340,9 +340,12 @@ def drift_rule(response: dict, drift_texts: list[str]) -> str:
     # The level keeps a fourth decimal: the walk stops at the thousandths, and "equal" there means not above it.
     walk, sign = digit_walk(previous, level)
     saturates = sign == ">"
+    cls = "Saturates" if saturates else "Grows"
+    # the class named right after the check, as "so Flat." is: with "so no. Answer:" alone, run 34 reasoned right
+    # and then scored the other class in 10 of its 11 misses (drift_class 87.5% -> 54.2%)
     text += (f" Saturates needs the depth-{depths[-2]} drift above {ratio_text} × the depth-{depths[-1]} drift"
-             f"{formula}: {product}. {previous} against {level}: {walk}, so {'yes' if saturates else 'no'}.")
-    return f"{text} {ANSWER_MARK} {'Saturates' if saturates else 'Grows'}."
+             f"{formula}: {product}. {previous} against {level}: {walk}, so {'yes' if saturates else 'no'}, so {cls}.")
+    return f"{text} {ANSWER_MARK} {cls}."
 
 
 def level_product(ratio_text: str, drift_text: str) -> tuple[str, str]:

@@ -139,6 +139,16 @@ def test_a_drift_result_is_explained_by_its_trend_and_the_deepest_drift():
     assert quotes.values == {"drift_32": 0.524}  # no list of depths to lose count in
 
 
+def test_a_drift_classification_names_the_class_right_after_its_saturation_check(campaign):
+    # "so no. Answer:" alone: run 34 reasoned right, then scored the other class in 10 of its 11 misses
+    rows = [r for r in read(campaign / "train.jsonl") + read(campaign / "eval.jsonl") if r["meta"]["kind"] == "drift_class"]
+    checked = [r for r in rows if "Saturates needs" in r["output"]]
+    assert checked
+    for row in checked:
+        verdict = "yes" if row["meta"]["answer"] == "Saturates" else "no"
+        assert f", so {verdict}, so {row['meta']['answer']}. {samples.ANSWER_MARK} {row['meta']['answer']}." in row["output"]
+
+
 def test_datasets_loads_the_files(campaign):
     datasets = pytest.importorskip("datasets")
     loaded = datasets.load_dataset("json", data_files=str(campaign / "train.jsonl"), split="train")
