@@ -275,7 +275,8 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
     cache = BaseAnswerCache(base, {"precision": precision, "device": device, "reasoning": REASONING_TOKENS,
                                    "session": SESSION_TOKENS, "generated": skills.GENERATED,
                                    "probe_tokens": skills.PROBE_TOKENS}, enabled=base_cache)
-    asked = {"choices": [item_key(q["chat"], q["choices"]) for q in questions],
+    # what is asked, without the reference answer (chat[-1]): a reworded reference is no new question
+    asked = {"choices": [item_key(q["chat"][:-1], q["choices"]) for q in questions],
              "texts": [item_key(row["meta"]["kind"], row["messages"][:-1]) for row in generated],
              "probes": [item_key(chat) for chat in probes],
              "loss": [item_key(chat) for chat in chats]}
@@ -387,8 +388,10 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
             predictions.append({"kind": "lab_session", "question": row["messages"][1]["content"],
                                 **{name: runs[name][i] for name in runs}})
     elif sessions:
-        missing = [str(p) for p in ggufs.values() if p is None or not p.is_file()] or ["a base GGUF"]
-        print(f"[eval] lab sessions skipped: no {', '.join(missing)} (export the model with export_ben_lab.py first)")
+        why = {"base": "no base GGUF: the base model was not loaded from one",
+               "finetuned": f"no {merged_gguf or 'merged GGUF (--gguf)'}: export the model with export_ben_lab.py first"}
+        missing = [why[name] for name, path in ggufs.items() if path is None or not path.is_file()]
+        print(f"[eval] lab sessions skipped: {'; '.join(missing)}")
     results["derived_values"] = {name: round(g / n, 4) if n else None for name, (g, n) in derived.items()}
     results["derived_values"]["n"] = derived["finetuned"][1]
     results["heldout_loss"] = {name: round(loss, 4) for name, loss in losses.items()}

@@ -156,11 +156,20 @@ def test_base_answers_are_reused_question_by_question(tiny_llama, lab_data, tmp_
 
     first, said = report()
     assert "reusing" not in said
+    # sessions need both GGUFs; the message names what is missing and what to do (it said "no None" before)
+    assert (f"lab sessions skipped: no base GGUF: the base model was not loaded from one; no {tmp_path / 'none.gguf'}: "
+            "export the model with export_ben_lab.py first") in said
     second, said = report()
     n = re.search(r"base model: reusing (\d+) of its (\d+) answers", said)
     assert n and n.group(1) == n.group(2) and "new, answered now" not in said
     assert second == first  # the cached base answers give the same base figures; the fine-tuned ones are recomputed
     assert "reusing" not in report("--no-base-cache")[1]
+    # a multiple-choice question whose reference reasoning is reworded (run 35's drift answers) is the same question
+    rows = [json.loads(line) for line in held_out.read_text().splitlines()]
+    reworded = next(row for row in rows if row["meta"]["kind"] in evaluate.QUESTION_TYPES)
+    reworded["messages"][-1]["content"] = "Reworded reference. " + reworded["messages"][-1]["content"]
+    held_out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert "new, answered now" not in report()[1]
     probes = list(skills.PROBES)
     question, accepted = probes[0]
     monkeypatch.setattr(skills, "PROBES", tuple([(question, accepted + ("another spelling",))] + probes[1:]))
