@@ -239,7 +239,7 @@ def build_samples(jobs: list[Job], responses: dict[str, dict], seed: int, counts
             if job.split == "train" and job_index(job) % 2 == 0:
                 # half the runs again as a raw lab result: the loop's run_phase conversations alone give each phase
                 # 5, and run 32 wrote pseudorandom's explanation in the other three phases' sentence shape
-                args = tool_samples.stated_phase_args(rng, job.body)
+                args = tool_samples.stated_args(rng, "run_phase", job.body)
                 out.append(tool_samples.tool_result_sample(rng, "run_phase", args, response, "train"))
         elif job.category == "tri":
             if response.get("feature_names"):  # comparisons reason with the new lab's physics
@@ -250,10 +250,15 @@ def build_samples(jobs: list[Job], responses: dict[str, dict], seed: int, counts
                 sample = samples.drift_classification(response, params, rng)
                 if sample:
                     out.append(sample)
+                call = {"phase_type": job.body["phase_type"], "system_size": job.body["system_size"],
+                        "base_depth": job.body["base_depth"], "noise": job.body["noise"], "seed": job.body["seed"]}
                 if job.split == "eval":  # the same run as a raw lab result
-                    call = {"phase_type": job.body["phase_type"], "system_size": job.body["system_size"],
-                            "base_depth": job.body["base_depth"], "noise": job.body["noise"], "seed": job.body["seed"]}
                     out.append(tool_samples.tool_result_sample(rng, "replay_drift", call, response, "eval", "result_drift"))
+                elif job_index(job) % 2 == 0:
+                    # half the training sweeps too: with the loop's 12 alone, run 35 ended 11 of its 24 raw-drift
+                    # explanations with the drift_class digit walk instead of the deepest run's drift
+                    args = tool_samples.stated_args(rng, "replay_drift", call)
+                    out.append(tool_samples.tool_result_sample(rng, "replay_drift", args, response, "train"))
         elif job.category == "loop":
             tool, args = job.body["tool"], job.body["args"]
             physics = samples.has_physics(samples.measurements(response)) if tool == "run_phase" else True
@@ -320,6 +325,9 @@ def lab_free_samples(seed: int, counts: Counts, split: str) -> list[dict]:
         rows += tool_samples.phase_name_samples()
         # four drills per comparison run and sweep: the steps of their rules (benlab/number_drills.py)
         rows += number_drills.drill_samples(job_rng(seed, "train/drills"), 4 * (counts.tri + counts.drift))
+        # and one Flat check per sweep, drawn apart so the drills above stay as they were
+        flat_rng = job_rng(seed, "train/flat-drills")
+        rows += [number_drills.flat_check_sample(flat_rng) for _ in range(counts.drift)]
         rows += [tool_samples.refusal_sample(job_rng(seed, f"train/refusal/{i}"), split) for i in range(counts.loop // 4)]
     else:
         rows += [tool_samples.lab_session(job_rng(seed, f"eval/session/{i}"),

@@ -92,6 +92,40 @@ def tri_expectation_sample(rng: random.Random) -> dict:
     return samples.make_sample("number_drill", question, "", output, {}, Quotes(), answer=value)
 
 
+FLAT_QUESTIONS = (
+    "A replay-drift sweep gave {table}. Is it Flat (every drift under 0.02)?",
+    "Drifts {table}: check the Flat rule, every drift under 0.02.",
+    "Is this sweep Flat? {table}",
+)
+
+
+def flat_check_sample(rng: random.Random) -> dict:
+    """The Flat check of samples.drift_rule alone, on a sweep of four depths whose first drift is 0.000 as the lab's
+    are: run 35 read "depth 16 0.140 yes" and "depth 8 0.059 yes", and on a sweep of zeros checked "depth N 0.000
+    yes" past the last depth until its budget ran out (the data had 9 Flat sweeps). A quarter of the sweeps are all
+    zeros, a quarter Flat with small drifts, half not Flat at a drift drawn near the threshold as often as far."""
+    base = rng.choice([1, 2, 4, 8])
+    depths = [base * factor for factor in (1, 2, 4, 8)]
+    kind = rng.random()
+    if kind < 0.25:
+        drifts = [0.0] * 4
+    elif kind < 0.5:
+        drifts = [0.0] + sorted(rng.randrange(0, 20) / 1000 for _ in range(3))
+    else:
+        drifts = [0.0] + sorted(rng.randrange(0, 20) / 1000 for _ in range(3))
+        crossing = rng.randrange(1, 4)  # the first drift at or above 0.02
+        high = rng.randrange(20, 100) if rng.random() < 0.5 else rng.randrange(100, 600)
+        drifts[crossing:] = sorted(rng.randrange(high, high + 200) / 1000 for _ in drifts[crossing:])
+    texts = [f"{drift:.3f}" for drift in drifts]
+    flat, checks = samples.flat_check(depths, texts)
+    table = ", ".join(f"depth {depth}: {text}" for depth, text in zip(depths, texts))
+    output = f"Flat needs every drift under 0.02, each starting 0.00 or 0.01: {checks}"
+    question = rng.choice(FLAT_QUESTIONS).format(table=table)
+    verdict = "Flat" if flat else "not Flat"
+    return samples.make_sample("number_drill", question, "", output, {}, Quotes(), answer=verdict,
+                               choices=["Flat", "not Flat"])
+
+
 def drill_samples(rng: random.Random, n: int) -> list[dict]:
     """n drills, alternating a comparison and a product, and a TRI expectation after every fourth. One comparison
     to two products measured worse in run 16 (drift_class 58.3%, against 75.0%); so did the drift compared to two

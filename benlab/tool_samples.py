@@ -211,10 +211,10 @@ def in_request_order(rng: random.Random, args: dict) -> dict:
     return {key: args[key] for key in ("phase_type", "phases", *stated) if key in args}
 
 
-def stated_phase_args(rng: random.Random, params: dict) -> dict:
+def stated_args(rng: random.Random, tool: str, params: dict) -> dict:
     """A run's parameters as a person asks for it: the phase and seed always, the lab's defaults left out half the
     time and the rest stated, so the TOOL line reproduces exactly the run that was made."""
-    defaults = tools.TOOL_DEFAULTS["run_phase"]
+    defaults = tools.TOOL_DEFAULTS[tool]
     args = {key: value for key, value in params.items()
             if key in ("phase_type", "seed") or value != defaults.get(key) or rng.random() < 0.5}
     return in_request_order(rng, args)
