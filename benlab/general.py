@@ -9,7 +9,8 @@
   without pulling the model away from what it already said about everything else.
 - REPLAY_ANSWERS: the accepted answers of the replay prompts that have one. A base answer without it is wrong, and
   training on it would teach the wrong fact ("How many hours are in two days?" -> "Two days is 2 * 7 = 14 days"),
-  so it is not replayed.
+  so it is not replayed. A numeric answer is never a number of its own question, where an echo of the question
+  would pass for it ("16 divided by 4 equals 3.").
 """
 
 from __future__ import annotations
@@ -22,6 +23,18 @@ def has_answer(text: str, accepted: tuple[str, ...]) -> bool:
     in "124" or "2.4", but "100.0" is 100)."""
     text = text.lower()
     return any(re.search(rf"(?<![\w.]){re.escape(a)}(?:\.0+)?(?![\w]|\.\d)", text) for a in accepted)
+
+
+SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
+
+
+def through_answer(text: str, accepted: tuple[str, ...]) -> str:
+    """The text up to the end of the first sentence that gives one of the accepted answers (all of it when none
+    does): "The answer is 206.\n\nThis is based on the human body's anatomy ..." -> "The answer is 206."."""
+    for end in SENTENCE_END.finditer(text):
+        if has_answer(text[: end.end()], accepted):
+            return text[: end.end()].rstrip()
+    return text
 
 
 PROBES = (
@@ -219,7 +232,7 @@ REPLAY_PROMPTS = (
     "What is 8 + 6?",
     "What is 9 times 3?",
     "What is 50 minus 20?",
-    "What is 16 divided by 4?",
+    "What is 12 divided by 4?",
     "What is 7 times 8?",
     "How many days are in a year?",
     "How many legs does a cat have?",
@@ -292,7 +305,7 @@ REPLAY_ANSWERS = {
     "What is 8 + 6?": ("14",),
     "What is 9 times 3?": ("27",),
     "What is 50 minus 20?": ("30",),
-    "What is 16 divided by 4?": ("4", "four"),
+    "What is 12 divided by 4?": ("3", "three"),
     "What is 7 times 8?": ("56",),
     "How many days are in a year?": ("365",),
     "How many legs does a cat have?": ("4", "four"),

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from benlab.common import BenLabError, atomic_write, ensure_writable_dir
-from benlab.general import REPLAY_ANSWERS, REPLAY_PROMPTS, has_answer
+from benlab.general import REPLAY_ANSWERS, REPLAY_PROMPTS, has_answer, through_answer
 from benlab.models import BaseModel, ensure_chat_template, load_model, load_tokenizer, resolve
 from benlab.prompts import SYSTEM_PROMPT
 
@@ -274,8 +274,10 @@ def general_replay(model, tokenizer, count: int, output: Path) -> list[list[dict
     device designed to assist in breathing") and gets some facts wrong ("A soccer team consists of 12 players");
     trained on, those teach the adapter the same. So a prompt whose answer drags the lab in or lacks its known
     answer (general.REPLAY_ANSWERS) is asked again under a plain assistant prompt (the sample keeps the lab's), and
-    dropped if that answer is no better. An answer cut at REPLAY_TOKENS ends at its last full sentence. Saved beside
-    the adapter for inspection."""
+    dropped if that answer is no better. An answer with a known answer ends at the sentence that gives it (run 35
+    kept "The International System of Units (SI) is based on the International System of Units ..." before the
+    kelvin, and its model answered the probe "What is the SI unit of time?" with that sentence); any other cut at
+    REPLAY_TOKENS ends at its last full sentence. Saved beside the adapter for inspection."""
     from tqdm import tqdm
 
     from benlab.generation import generate_replies
@@ -298,7 +300,8 @@ def general_replay(model, tokenizer, count: int, output: Path) -> list[list[dict
         bar.refresh()
         replies.update(zip(again, ask(PLAIN_ASSISTANT_PROMPT, again, bar)))
     kept = [[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt},
-             {"role": "assistant", "content": reply}] for prompt, reply in replies.items() if fit(prompt, reply)]
+             {"role": "assistant", "content": through_answer(reply, REPLAY_ANSWERS.get(prompt, ()))}]
+            for prompt, reply in replies.items() if fit(prompt, reply)]
     output.mkdir(parents=True, exist_ok=True)
     atomic_write(output / REPLAY_FILE, "".join(json.dumps({"messages": c}) + "\n" for c in kept))
     return kept

@@ -256,12 +256,12 @@ def test_general_replay_asks_again_where_the_base_dragged_the_lab_in_or_got_the_
     australia, portugal, mexico, colors, seven_plus_eight = REPLAY_PROMPTS[:5]
     assert colors not in REPLAY_ANSWERS and REPLAY_ANSWERS[seven_plus_eight] == ("15",)
     plain = train.PLAIN_ASSISTANT_PROMPT
-    answers = {(SYSTEM_PROMPT, australia): "The capital of Australia is Canberra.",
+    answers = {(SYSTEM_PROMPT, australia): "The capital of Australia is Canberra. It was founded in 1913.",
                (SYSTEM_PROMPT, portugal): "The Jarvis-2v lab is in Lisbon. It",
                (SYSTEM_PROMPT, mexico): "Ben's Lab is a team of 10.",
-               (SYSTEM_PROMPT, colors): "Red, blue and yellow.",
+               (SYSTEM_PROMPT, colors): "Red, blue and yellow. These three mix into the others.",
                (SYSTEM_PROMPT, seven_plus_eight): "7 + 8 = 16.",
-               (plain, portugal): "Lisbon is the capital of Portugal.",
+               (plain, portugal): "To answer, we look at Portugal.\n\nLisbon is the capital of Portugal. It lies on the",
                (plain, mexico): "A laboratory team.",
                (plain, seven_plus_eight): "7 + 8 = 15."}
     asked = []
@@ -274,13 +274,24 @@ def test_general_replay_asks_again_where_the_base_dragged_the_lab_in_or_got_the_
 
     monkeypatch.setattr(generation, "generate_replies", replies)
     chats = train.general_replay(None, None, 5, tmp_path)
-    # asked again: the two lab-dragging answers and the wrong sum; Mexico's second answer, still the lab, is dropped
+    # asked again: the two lab-dragging answers and the wrong sum; Mexico's second answer, still the lab, is dropped.
+    # A known answer's reply ends at the sentence that gives it; a reply without a known answer is kept whole.
     assert asked[5:] == [(plain, portugal), (plain, mexico), (plain, seven_plus_eight)]
     assert [[m["content"] for m in c] for c in chats] == [
         [SYSTEM_PROMPT, australia, "The capital of Australia is Canberra."],
-        [SYSTEM_PROMPT, portugal, "Lisbon is the capital of Portugal."],
-        [SYSTEM_PROMPT, colors, "Red, blue and yellow."],
+        [SYSTEM_PROMPT, portugal, "To answer, we look at Portugal.\n\nLisbon is the capital of Portugal."],
+        [SYSTEM_PROMPT, colors, "Red, blue and yellow. These three mix into the others."],
         [SYSTEM_PROMPT, seven_plus_eight, "7 + 8 = 15."]]
+
+
+def test_no_replay_prompt_holds_its_own_numeric_answer():
+    """An echo of the question must not pass for the answer: "What is 16 divided by 4?" kept "16 divided by 4 equals
+    3." in run 35's replay, taught as right."""
+    from benlab.general import REPLAY_ANSWERS, has_answer
+
+    echoed = [prompt for prompt, accepted in REPLAY_ANSWERS.items()
+              if has_answer(prompt, tuple(a for a in accepted if a.replace(".", "").isdigit()))]
+    assert echoed == []
 
 
 @pytest.mark.parametrize("cuda, cached, reachable, expected, source", [
