@@ -9,8 +9,9 @@
   without pulling the model away from what it already said about everything else.
 - REPLAY_ANSWERS: the accepted answers of the replay prompts that have one. A base answer without it is wrong, and
   training on it would teach the wrong fact ("How many hours are in two days?" -> "Two days is 2 * 7 = 14 days"),
-  so it is not replayed. A numeric answer is never a number of its own question, where an echo of the question
-  would pass for it ("16 divided by 4 equals 3.").
+  so it is not replayed. No accepted answer is an echo of its question, which would pass for it: a numeric answer
+  is never a number of the question ("16 divided by 4 equals 3."), and "is a prime" matched "To determine if 17 is
+  a prime number, ...".
 """
 
 from __future__ import annotations
@@ -271,7 +272,7 @@ REPLAY_ANSWERS = {
     "How many weeks are in a year?": ("52",),
     "How many millimeters are in a centimeter?": ("10", "ten"),
     "What is the chemical symbol for gold?": ("au",),
-    "Is 17 a prime number?": ("yes", "is a prime", "17 is prime"),
+    "Is 17 a prime number?": ("yes", "17 is prime", "17 is a prime number."),
     "What is the square root of 81?": ("9", "nine"),
     "Convert 2 hours into minutes.": ("120",),
     "What is the largest mammal?": ("whale",),

@@ -284,14 +284,17 @@ def test_general_replay_asks_again_where_the_base_dragged_the_lab_in_or_got_the_
         [SYSTEM_PROMPT, seven_plus_eight, "7 + 8 = 15."]]
 
 
-def test_no_replay_prompt_holds_its_own_numeric_answer():
-    """An echo of the question must not pass for the answer: "What is 16 divided by 4?" kept "16 divided by 4 equals
-    3." in run 35's replay, taught as right."""
+def test_no_echo_of_a_replay_question_passes_for_its_answer():
+    """"What is 16 divided by 4?" kept "16 divided by 4 equals 3." in run 35's replay, taught as right, and run 36
+    kept "To determine if 17 is a prime number, we need to examine ..." as the answer to "Is 17 a prime number?"."""
     from benlab.general import REPLAY_ANSWERS, has_answer
 
     echoed = [prompt for prompt, accepted in REPLAY_ANSWERS.items()
               if has_answer(prompt, tuple(a for a in accepted if a.replace(".", "").isdigit()))]
     assert echoed == []
+    prime = REPLAY_ANSWERS["Is 17 a prime number?"]
+    assert not has_answer("To determine if 17 is a prime number, we need to examine its properties.", prime)
+    assert has_answer("Yes, 17 is a prime number.", prime) and has_answer("17 is a prime number.", prime)
 
 
 @pytest.mark.parametrize("cuda, cached, reachable, expected, source", [
