@@ -109,10 +109,9 @@ def flat_check_sample(rng: random.Random) -> dict:
     kind = rng.random()
     if kind < 0.25:
         drifts = [0.0] * 4
-    elif kind < 0.5:
-        drifts = [0.0] + sorted(rng.randrange(0, 20) / 1000 for _ in range(3))
     else:
         drifts = [0.0] + sorted(rng.randrange(0, 20) / 1000 for _ in range(3))
+    if kind >= 0.5:
         crossing = rng.randrange(1, 4)  # the first drift at or above 0.02
         high = rng.randrange(20, 100) if rng.random() < 0.5 else rng.randrange(100, 600)
         drifts[crossing:] = sorted(rng.randrange(high, high + 200) / 1000 for _ in drifts[crossing:])
