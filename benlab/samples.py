@@ -343,7 +343,9 @@ def drift_rule(response: dict, drift_texts: list[str]) -> str:
     cls = "Saturates" if saturates else "Grows"
     # the class named right after the check, as "so Flat." is: with "so no. Answer:" alone, run 34 reasoned right
     # and then scored the other class in 10 of its 11 misses (drift_class 87.5% -> 54.2%)
-    text += (f" Saturates needs the depth-{depths[-2]} drift above {ratio_text} × the depth-{depths[-1]} drift"
+    # "Next," so the token after "so not Flat." is not the " S" that "SPT" shares: run 36 went on from " S" to
+    # "PT_cluster's fingerprint" in 2 of 22 held-out sweeps (llama.cpp next-token log-probs)
+    text += (f" Next, Saturates needs the depth-{depths[-2]} drift above {ratio_text} × the depth-{depths[-1]} drift"
              f"{formula}: {product}. {previous} against {level}: {walk}, so {'yes' if saturates else 'no'}, so {cls}.")
     return f"{text} {ANSWER_MARK} {cls}."
 

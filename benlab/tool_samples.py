@@ -377,9 +377,11 @@ def refusal_sample(rng: random.Random, split: str) -> dict:
         if rng.random() < 0.4:
             args["depth"] = rng.choice([2, 4, 8])
         question = request_text(rng, tool, in_request_order(rng, args), split)
-        answer = (f"The lab cannot run {n} qubits: it keeps every amplitude of an exact state vector, so "
-                  f"system_size must be 4–20 (and depth × 2^system_size ≤ 8,388,608). Ask for 20 qubits or fewer "
-                  "and I will run it.")
+        # The size compared with the limit in words: run 36 refused 14 qubits and told a user "Ask for 24 qubits
+        # or fewer", as if any size in a request could be the one refused.
+        answer = (f"The lab cannot run {n} qubits: {n} is above its limit of 20, because it keeps every amplitude of "
+                  f"an exact state vector (system_size 4–20, and depth × 2^system_size ≤ 8,388,608). Ask for 20 "
+                  "qubits or fewer and I will run it.")
     else:
         name = rng.choice(UNKNOWN_PHASES)
         question = rng.choice((f"Run a {name} experiment.", f"Can you simulate the {name} in the lab?",

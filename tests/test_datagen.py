@@ -147,6 +147,8 @@ def test_a_drift_classification_names_the_class_right_after_its_saturation_check
     for row in checked:
         verdict = "yes" if row["meta"]["answer"] == "Saturates" else "no"
         assert f", so {verdict}, so {row['meta']['answer']}. {samples.ANSWER_MARK} {row['meta']['answer']}." in row["output"]
+        # run 36 went on from the " S" after "so not Flat." to "SPT_cluster's fingerprint" in 2 of 22 sweeps
+        assert "so not Flat. Next, Saturates needs" in row["output"]
 
 
 def test_datasets_loads_the_files(campaign):

@@ -94,7 +94,7 @@ def test_a_size_over_the_limit_is_refused_in_every_form_a_request_states_sizes()
         assert "TOOL:" not in answer
         if answer.startswith("The lab cannot run "):
             n = int(answer.split()[4])
-            assert n > 20
+            assert n > 20 and f"{n} is above its limit of 20" in answer
             found = [form for form in tool_samples.DETAIL_FORMS["system_size"] if form.format(n) in question]
             assert found, question
             forms.add(max(found, key=len))
