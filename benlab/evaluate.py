@@ -324,12 +324,15 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
         if row["meta"]["kind"] == "measurement":  # its answers are also checked for refusing what the lab can run
             refused = counts.setdefault("false_refusals", {"base": 0, "finetuned": 0, "n": 0})
             refused["n"] += 1
+            expected = counts.setdefault("expectations", {"base": 0, "finetuned": 0, "n": 0})  # and the theory given
+            expected["n"] += 1
         for name in ("base", "finetuned"):
             judged = skills.verdict(row, texts[name][i])
             # invented_measurements counts the failures (lower is better); the other keys count successes
             entry[name] += (not judged["ok"]) if key == "invented_measurements" else judged["ok"]
             if "refused" in judged:
                 refused[name] += judged["refused"]
+                expected[name] += judged["expectation"]
             if "quoted" in judged:
                 quoted[name][0] += judged["quoted_right"]
                 quoted[name][1] += judged["quoted"]
@@ -413,6 +416,8 @@ GOALS = {  # report key -> (what it measures, goal)
                        "conversation's numbers", ">= 0.95 (ours)"),
     "invented_measurements": ("measurement questions without a result answered with a number as measured", "<= 0.05"),
     "false_refusals": ("the same questions, all within the lab's limits, answered as if the lab could not run them", "<= 0.05 (ours)"),
+    "expectations": ("the same questions: the expectation added is the theory's for that quantity and phase, "
+                     "worked right", ">= 0.90 (ours)"),
     "concepts": ("concept questions (held-out phrasings) answered with the key facts", ">= 0.80"),
     "general_retention": ("of the probes the base answers right, the share the fine-tuned model keeps", ">= 0.90"),
     "general_probes": ("general-knowledge probes answered right", ""),

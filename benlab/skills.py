@@ -10,6 +10,7 @@ from benlab import grounding, tools
 from benlab.general import PROBES, has_answer
 from benlab.samples import ANSWER_MARK, FINGERPRINTS, PHASES
 from benlab.prompts import SYSTEM_PROMPT
+from benlab.tool_samples import expectation_of
 
 # Generated kinds: held-out kind -> (report key, most new tokens the answer may take).
 # Each budget is a little above the longest answer of that kind in the training data (SmolLM2 tokens).
@@ -132,7 +133,11 @@ def verdict(row: dict, answer: str) -> dict:
     if kind == "measurement":
         invented = grounding.presented_as_measured(answer, context_text(row))
         # every held-out measurement question is within the lab's limits: saying it cannot be run is false
-        return {"ok": not invented, "invented": invented, "refused": bool(REFUSAL.search(answer))}
+        # the expectation it may add is the theory's for the quantity and phase asked about, not another's (run 37
+        # ended all 20 with the string order's "near 0, since only the cluster state has string order.")
+        given = expectation_of(answer)
+        return {"ok": not invented, "invented": invented, "refused": bool(REFUSAL.search(answer)),
+                "expectation": given is not None and given == expectation_of(row["messages"][-1]["content"])}
     if kind == "concept":
         missing = [f[0] for f in meta["facts"] if not any(s.lower() in answer.lower() for s in f)]
         return {"ok": not missing, "missing": missing}

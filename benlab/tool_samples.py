@@ -421,6 +421,18 @@ def expectation(quantity: str, args: dict) -> str:
     return "near 0, since only the cluster state has string order."
 
 
+EXPECTATION_MARK = "Expectation, not a measurement"
+QUANTITY_NAMES = {"tri": "TRI", "entanglement": "half-chain entanglement", "magnetization": "magnetization",
+                  "string_order": "string order"}
+
+
+def expectation_of(answer: str) -> str | None:
+    """The expectation a measure-it answer gives, from its label on ("Expectation, not a measurement, for the TRI of
+    pseudorandom: ..."), or None."""
+    start = answer.find(EXPECTATION_MARK)
+    return " ".join(answer[start:].split()) if start >= 0 else None
+
+
 def measurement_question_sample(rng: random.Random, split: str, seed: int, kind: str = "measurement") -> dict:
     """A number asked for with no result in the conversation, under the plain system prompt."""
     quantity = rng.choice(sorted(PLAIN_MEASUREMENT_QUESTIONS))
@@ -444,7 +456,8 @@ def measurement_question_sample(rng: random.Random, split: str, seed: int, kind:
     question = wording.format(what=what, details=details_text(rng, rest, split))
     answer = (f"That has to be measured: there is no lab result for it in this conversation, so I will not give a "
               f"number as measured. The {tool} experiment measures it: {tools.tool_line(tool, args)} "
-              f"(chat_with_lab.py runs it for you). Expectation, not a measurement: {expectation(quantity, args)}")
+              f"(chat_with_lab.py runs it for you). {EXPECTATION_MARK}, for the {QUANTITY_NAMES[quantity]} of "
+              f"{args['phase_type']}: {expectation(quantity, args)}")
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question},
                 {"role": "assistant", "content": answer}]
     return chat_sample(kind, messages, args, Quotes(), call={"name": tool, "args": args})

@@ -155,3 +155,29 @@ def test_a_session_counts_when_the_call_ran_and_the_answer_matches_the_lab():
     verdict = skills.session_right({"call": {"name": "run_phase", "args": {}}}, phase)
     assert not verdict["ok"] and verdict["unknown_fields"] == ["string_orders"]
 
+
+
+def test_a_measure_it_answer_gives_the_expectation_of_the_quantity_and_phase_asked_about():
+    # run 37 ended all 20 held-out measure-it answers with the string order's "near 0, since only the cluster
+    # state has string order.", whatever was asked
+    import random
+
+    from benlab import tool_samples
+
+    rng = random.Random(3)
+    drawn = [tool_samples.measurement_question_sample(rng, "eval", 7) for _ in range(60)]
+    labels = set()
+    for sample in drawn:
+        answer = sample["messages"][-1]["content"]
+        phase = sample["meta"]["call"]["args"]["phase_type"]
+        label = answer.split(tool_samples.EXPECTATION_MARK + ", for the ", 1)[1].split(":", 1)[0]
+        assert label.endswith(f" of {phase}") and (label.startswith("TRI ") == (sample["meta"]["call"]["name"] == "tri"))
+        labels.add(label)
+        judged = skills.verdict(sample, answer)
+        assert judged["ok"] and judged["expectation"]
+        other = answer.split(tool_samples.EXPECTATION_MARK)[0] + ("Expectation, not a measurement, for the string order "
+                                                                   "of spt_cluster: near 0, since only the cluster state "
+                                                                   "has string order.")
+        assert not skills.verdict(sample, other)["expectation"]
+        assert not skills.verdict(sample, answer.split(tool_samples.EXPECTATION_MARK)[0])["expectation"]
+    assert len(labels) >= 10
