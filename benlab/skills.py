@@ -20,7 +20,7 @@ GENERATED = {
     "result_phase": ("result_phase", 128),
     "result_tri_compare": ("result_tri_compare", 112),
     "result_drift": ("result_drift", 128),
-    "measurement": ("invented_measurements", 192),
+    "measurement": ("invented_measurements", 208),  # the labelled expectations: 198 at most (run 38)
     "concept": ("concepts", 128),
 }
 PROBE_TOKENS = 48
