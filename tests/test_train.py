@@ -362,3 +362,47 @@ def test_skipping_the_lora_input_casts_changes_nothing_under_autocast(tiny_llama
     (loss_cast, grads_cast), (loss_skip, grads_skip) = results
     assert torch.equal(loss_cast, loss_skip)
     assert all(torch.equal(a, b) for a, b in zip(grads_cast, grads_skip))
+
+
+EVERYDAY = [("What is the capital of Australia?", "The capital of Australia is Canberra."),
+            ("Name three primary colors.", "Red, blue and yellow."),
+            ("How many weeks are in a year?", "A year has 52 weeks."),
+            ("Why is the sky blue?", "Air scatters blue light more than red light."),
+            ("Write a short sentence about the ocean.", "The ocean covers most of the Earth."),
+            ("What is 7 + 8?", "7 + 8 = 15.")]
+
+
+def largest_share_in_general_subspace(adapter_dir, tiny_llama, everyday) -> float:
+    """Over the adapter's LoRA layers, the largest ||A U|| / ||A||, U the layer's general subspace (0.9 of the
+    energy) recomputed from the base model's inputs on the everyday chats."""
+    from benlab import general_subspace
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama), adapter_dir)
+    dataset = train.build_dataset(everyday, AutoTokenizer.from_pretrained(tiny_llama), 256)[0]
+    bases = general_subspace.general_bases(general_subspace.input_covariances(model, dataset), 0.9)
+    shares = [(module.lora_A["default"].weight @ bases[name]).norm() / module.lora_A["default"].weight.norm()
+              for name, module in general_subspace.adapted_linears(model).items()]
+    return float(max(shares).detach())
+
+
+def test_keep_general_trains_every_A_orthogonal_to_the_general_subspace(tiny_llama, lab_data, tmp_path, monkeypatch):
+    """With --keep-general 0.9 no LoRA layer's A reads the input directions that hold 0.9 of the general replay's
+    energy (B·A·x = 0 there) after training; without it the optimizer moves A into them."""
+    everyday = [[{"role": "system", "content": "You are Ben's Lab AI for the Jarvis-2v quantum phase lab."},
+                 {"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in EVERYDAY]
+    monkeypatch.setattr(train, "general_replay", lambda *args: everyday)
+    for keep, out in (("0.9", tmp_path / "kept"), ("0", tmp_path / "free")):
+        assert finetune(tiny_llama, lab_data, out, "--general-replay", "6", "--keep-general", keep, "--precision",
+                        "fp32", "--max-steps", "8", "--save-steps", "100") == 0
+    assert largest_share_in_general_subspace(tmp_path / "kept", tiny_llama, everyday) < 1e-4
+    assert largest_share_in_general_subspace(tmp_path / "free", tiny_llama, everyday) > 0.1
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--keep-general", "1"], "--keep-general must be in [0, 1), got 1.0"),
+    (["--keep-general", "0.9", "--general-replay", "0"], "--keep-general needs the general replay: drop --general-replay 0"),
+])
+def test_a_bad_keep_general_is_one_line(flags, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train.parse_args(flags)
+    assert stop.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1].endswith(message)
