@@ -652,10 +652,10 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     parser.add_argument("--general-replay", type=int, default=defaults.general_replay,
                         help="everyday prompts the base model answers before training, mixed into the data to keep "
                         "its general knowledge; 0 turns it off (default %(default)s)")
-    parser.add_argument("--keep-general", type=float, default=defaults.keep_general,
+    parser.add_argument("--keep-general", type=float, default=None,
                         help="keep the adapter out of the input directions that hold this share (0-1) of the general "
-                        "replay's energy in each layer, so everyday answers move less; 0 turns it off "
-                        "(default %(default)s)")
+                        "replay's energy in each layer, so everyday answers move less; 0 turns it off (default "
+                        f"{defaults.keep_general}, off with --general-replay 0)")
     parser.add_argument("--save-steps", type=int, default=defaults.save_steps, help="checkpoint every N steps (default %(default)s)")
     args = parser.parse_args(argv)
     for name in ("batch_size", "grad_accum", "lora_r", "lora_alpha", "max_seq_len", "save_steps"):
@@ -669,10 +669,12 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         parser.error(f"--general-replay must be 0 to {len(REPLAY_PROMPTS)}, got {args.general_replay}")
     if args.lora_layers not in (TOP_HALF, ALL_LAYERS) and not (args.lora_layers.isdigit() and int(args.lora_layers) > 0):
         parser.error(f"--lora-layers must be {TOP_HALF}, {ALL_LAYERS} or a positive number, got {args.lora_layers}")
+    if args.keep_general is None:  # measured on the replay, so without one it is off unless asked for
+        args.keep_general = defaults.keep_general if args.general_replay else 0.0
     if not 0 <= args.keep_general < 1:
         parser.error(f"--keep-general must be in [0, 1), got {args.keep_general}")
     if args.keep_general and not args.general_replay:
-        parser.error("--keep-general needs the general replay: drop --general-replay 0")
+        parser.error("--keep-general needs the general replay: drop --general-replay 0 or give --keep-general 0")
     if args.lr <= 0:
         parser.error(f"--lr must be positive, got {args.lr}")
     data = args.data or [DEFAULT_DATA[0]] + [p for p in DEFAULT_DATA[1:] if Path(p).is_file()]

@@ -400,9 +400,14 @@ def test_keep_general_trains_every_A_orthogonal_to_the_general_subspace(tiny_lla
 
 @pytest.mark.parametrize("flags, message", [
     (["--keep-general", "1"], "--keep-general must be in [0, 1), got 1.0"),
-    (["--keep-general", "0.9", "--general-replay", "0"], "--keep-general needs the general replay: drop --general-replay 0"),
+    (["--keep-general", "0.9", "--general-replay", "0"], "--keep-general needs the general replay: drop --general-replay 0 or give --keep-general 0"),
 ])
 def test_a_bad_keep_general_is_one_line(flags, message, capsys):
     with pytest.raises(SystemExit) as stop:
         train.parse_args(flags)
     assert stop.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1].endswith(message)
+
+
+def test_keep_general_is_on_by_default_and_off_without_the_replay():
+    assert train.parse_args([]).keep_general == train.TrainConfig().keep_general > 0
+    assert train.parse_args(["--general-replay", "0"]).keep_general == 0
