@@ -86,6 +86,12 @@ MUTATIONS = [
      "if int(depth) not in drift_at or not grounding.matches(value, drift_at[int(depth)])",
      "if int(depth) not in drift_at",
      "tests/test_skills.py::test_a_drift_quoted_at_another_depth_is_not_quoted_right"),
+    ("A projected into the general subspace only at the start, not after each update", "benlab/general_subspace.py",
+     "            project_out(model, bases)\n", "            pass\n",
+     "tests/test_train.py::test_keep_general_trains_every_A_orthogonal_to_the_general_subspace"),
+    ("the general subspace from the smallest eigenvectors", "benlab/general_subspace.py",
+     "values, vectors = values.flip(0).clamp(min=0), vectors.flip(1)", "values = values.clamp(min=0)",
+     "tests/test_train.py::test_the_general_subspace_is_the_fewest_top_directions_holding_the_energy"),
 ]
 
 

@@ -398,6 +398,19 @@ def test_keep_general_trains_every_A_orthogonal_to_the_general_subspace(tiny_lla
     assert largest_share_in_general_subspace(tmp_path / "free", tiny_llama, everyday) > 0.1
 
 
+def test_the_general_subspace_is_the_fewest_top_directions_holding_the_energy():
+    """Eigenvalues 50, 30, 10, 5, 3, 2 along random orthonormal axes: 0.85 of the energy needs the top three axes, 0.4
+    the top one, 0.93 the top four."""
+    from benlab import general_subspace
+
+    axes = torch.linalg.qr(torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64))[0]
+    covariance = axes @ torch.diag(torch.tensor([50.0, 30, 10, 5, 3, 2], dtype=torch.float64)) @ axes.T
+    for energy, count in ((0.85, 3), (0.4, 1), (0.93, 4)):
+        basis = general_subspace.general_bases({"layer": covariance}, energy)["layer"].double()
+        assert basis.shape == (6, count)
+        assert torch.allclose(basis @ basis.T, axes[:, :count] @ axes[:, :count].T, atol=1e-6)
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--keep-general", "1"], "--keep-general must be in [0, 1), got 1.0"),
     (["--keep-general", "0.9", "--general-replay", "0"], "--keep-general needs the general replay: drop --general-replay 0 or give --keep-general 0"),
