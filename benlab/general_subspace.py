@@ -22,17 +22,17 @@ def adapted_linears(model) -> dict:
 
 
 def input_covariances(model, dataset) -> dict:
-    """Per LoRA layer, the uncentred covariance (float64) of its input over every token of `dataset` (rows with
-    input_ids), the adapter disabled."""
+    """Per LoRA layer, the uncentred covariance (float32: SmolLM2's 210 layers hold 0.5 GB of them) of its input over
+    every token of `dataset` (rows with input_ids), the adapter disabled."""
     import torch
 
     layers = adapted_linears(model)
-    covariances = {name: torch.zeros(m.in_features, m.in_features, dtype=torch.float64) for name, m in layers.items()}
+    covariances = {name: torch.zeros(m.in_features, m.in_features) for name, m in layers.items()}
 
     def accumulate(name):
         def hook(_module, args):
             x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
-            covariances[name].add_((x.T @ x).double().cpu())
+            covariances[name].add_((x.T @ x).cpu())
 
         return hook
 
@@ -53,7 +53,7 @@ def general_bases(covariances: dict, energy: float) -> dict:
 
     bases = {}
     for name, covariance in covariances.items():
-        values, vectors = torch.linalg.eigh(covariance)  # ascending
+        values, vectors = torch.linalg.eigh(covariance.double())  # ascending
         values, vectors = values.flip(0).clamp(min=0), vectors.flip(1)
         share = torch.cumsum(values, 0) / values.sum()
         count = int((share < energy).sum()) + 1

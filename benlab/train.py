@@ -511,6 +511,7 @@ def train(config: TrainConfig) -> dict:
         subspace_started = time.perf_counter()
         covariances = general_subspace.input_covariances(model, build_dataset(replay, tokenizer, config.max_seq_len)[0])
         general_bases = general_subspace.general_bases(covariances, config.keep_general)
+        del covariances  # half a gigabyte for SmolLM2, not needed while training
         general_subspace.project_out(model, general_bases)
         say(f"[lora] A kept out of the directions holding {config.keep_general:g} of the general replay's input "
             f"energy ({general_subspace.describe(general_bases)}; "
