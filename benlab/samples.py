@@ -311,11 +311,13 @@ def drift_table(response: dict, q: Quotes) -> str:
 def flat_check(depths: list[int], drift_texts: list[str]) -> tuple[bool, str]:
     """Whether every quoted drift is under 0.02, checked one drift at a time by its leading digits (under 0.02 is
     "starts 0.00 or 0.01"), stopping at the first that is not: a small model reads two digits reliably, while it
-    misjudges "the largest of four numbers" and "0.696 < 0.02"."""
+    misjudges "the largest of four numbers" and "0.696 < 0.02". The leading digits are written out before the verdict
+    ("depth 32 0.024 starts 0.02 no"): run 41, judging from the whole number, said "depth 32 0.024 yes" and
+    "depth 8 0.057 yes" in 2 of its 3 drift_class misses."""
     checks = []
     for depth, text in zip(depths, drift_texts):
         under = float(text) < experiments.FLAT_DRIFT
-        checks.append(f"depth {depth} {text} {'yes' if under else 'no'}")
+        checks.append(f"depth {depth} {text} starts {text[:4]} {'yes' if under else 'no'}")
         if not under:
             return False, ", ".join(checks) + ", so not Flat."
     return True, ", ".join(checks) + ", so Flat."

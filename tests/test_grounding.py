@@ -145,11 +145,11 @@ def test_the_drills_walk_the_comparison_and_work_the_product_right(default_data)
         question, answer = row["messages"][1]["content"], row["messages"][-1]["content"]
         if answer.startswith("Flat needs"):  # the check on the question's drifts, stopped at the first not under 0.02
             sweep = re.findall(r"depth (\d+): (\d\.\d{3})", question)
-            checks = re.findall(r"depth (\d+) (\d\.\d{3}) (yes|no)", answer)
-            assert [(d, t) for d, t, _ in checks] == sweep[: len(checks)], answer
-            assert all((float(t) < 0.02) == (v == "yes") for _, t, v in checks), answer
-            flat = all(v == "yes" for _, _, v in checks) and len(checks) == len(sweep)
-            assert answer.endswith(", so Flat." if flat else ", so not Flat.") and (flat or checks[-1][2] == "no"), answer
+            checks = re.findall(r"depth (\d+) (\d\.\d{3}) starts (\d\.\d\d) (yes|no)", answer)
+            assert [(d, t) for d, t, _, _ in checks] == sweep[: len(checks)], answer
+            assert all(lead == t[:4] and (float(t) < 0.02) == (v == "yes") for _, t, lead, v in checks), answer
+            flat = all(v == "yes" for *_, v in checks) and len(checks) == len(sweep)
+            assert answer.endswith(", so Flat." if flat else ", so not Flat.") and (flat or checks[-1][3] == "no"), answer
             assert row["meta"]["answer"] == ("Flat" if flat else "not Flat")
             flat_checks["zeros" if flat and all(float(t) == 0 for _, t in sweep) else row["meta"]["answer"]] += 1
             continue
