@@ -17,6 +17,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from benchmarks.matmul_peak import matmul_peak_tflops
 
@@ -128,6 +129,10 @@ def main() -> None:
     if args.child:
         print(json.dumps(run(*args.child, args.samples, args.base_model, args.batch_size)))
         return
+    missing = [path for path in ("data/lab_instructions.jsonl", "data/lab_eval.jsonl") if not Path(path).is_file()]
+    if missing:
+        sys.exit(f"error: {', '.join(missing)} not found: this benchmark trains on the default data; create it with "
+                 "`.venv/bin/python generate_lab_training_data.py --start-lab` (or ./train_and_install.sh)")
     peaks = {precision: 1000 * matmul_peak_tflops("cpu", DTYPES[precision], 2048) for precision in ("fp32", "bf16")}
     print(f"matmul peaks on this machine (2048^3 products for >= 1 s, torch): fp32 {peaks['fp32']:.1f} GFLOP/s, "
           f"bf16 {peaks['bf16']:.1f} GFLOP/s; each run's MFU is against the peak of its own precision", flush=True)
@@ -139,7 +144,11 @@ def main() -> None:
                 command = [sys.executable, "-m", "benchmarks.bench_train", "--child", recipe, precision, layers,
                            "--samples", str(args.samples), "--batch-size", str(args.batch_size)]
                 command += ["--base-model", args.base_model] if args.base_model else []
-                out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+                child = subprocess.run(command, capture_output=True, text=True)
+                if child.returncode:
+                    last = (child.stderr.strip().splitlines() or ["no output"])[-1]
+                    sys.exit(f"error: the {recipe} {precision} run (LoRA on {layers} layers) failed: {last}")
+                out = child.stdout
                 r = json.loads(out.strip().splitlines()[-1])
                 r["mfu"] = r["model_gflops_per_second"] / peaks[precision]
                 print(f"round {round_number} {recipe:11s} {precision} LoRA on {layers} layers "
