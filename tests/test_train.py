@@ -1,7 +1,6 @@
 """LoRA fine-tuning on a tiny llama-architecture model built in the test, with data from the real lab."""
 
 import json
-import re
 import signal
 
 import pytest
@@ -425,20 +424,3 @@ def test_a_bad_keep_general_is_one_line(flags, message, capsys):
 def test_keep_general_is_on_by_default_and_off_without_the_replay():
     assert train.parse_args([]).keep_general == train.TrainConfig().keep_general > 0
     assert train.parse_args(["--general-replay", "0"]).keep_general == 0
-
-
-def test_each_general_replay_answer_is_trained_on_replay_repeats_times(tiny_llama, lab_data, tmp_path, monkeypatch,
-                                                                       capsys):
-    """--replay-repeats 3 puts every kept replay conversation into the training set three times: two more samples
-    per conversation than --replay-repeats 1, and the setting is saved with the run."""
-    everyday = [[{"role": "system", "content": "You are Ben's Lab AI for the Jarvis-2v quantum phase lab."},
-                 {"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in EVERYDAY]
-    monkeypatch.setattr(train, "general_replay", lambda *args: everyday)
-    samples = {}
-    for repeats in ("1", "3"):
-        out = tmp_path / repeats
-        assert finetune(tiny_llama, lab_data, out, "--general-replay", "6", "--replay-repeats", repeats,
-                        "--keep-general", "0", "--max-steps", "1", "--save-steps", "100") == 0
-        samples[repeats] = int(re.search(r"\[data\] (\d+) training samples", capsys.readouterr().out).group(1))
-        assert json.loads((out / "metrics.json").read_text())["config"]["replay_repeats"] == int(repeats)
-    assert samples["3"] - samples["1"] == 2 * len(everyday)
