@@ -105,7 +105,9 @@ class Counts:
 def loop_job(rng: random.Random, tool: str, split: str, i: int) -> Job:
     seed = experiment_seed(rng, split) if tool != "discovery" else DISCOVERY_SEED_BASE + 2 * rng.randrange(2**20) + (split == "eval")
     args = tool_samples.draw_args(rng, tool, seed)
-    if tool == "run_phase":  # the phases in turn: drawn, one campaign explained ising 4 times, pseudorandom 18
+    if tool != "discovery":  # the phases in turn. Drawn, one campaign explained ising 4 times and pseudorandom 18;
+        # another's 17 TRI results held the GHZ state twice and the random circuit 7 times, and run 43 explained the
+        # GHZ state's TRI with the random circuit's sentence.
         args["phase_type"] = samples.PHASES[i % len(samples.PHASES)]
     return Job(f"{split}/loop/{tool}/{i}", split, "loop", {"tool": tool, "args": args})
 

@@ -29,13 +29,11 @@ def has_answer(text: str, accepted: tuple[str, ...]) -> bool:
 SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
 
 
-def through_answer(text: str, accepted: tuple[str, ...]) -> str:
-    """The text up to the end of the first sentence that gives one of the accepted answers (all of it when none
-    does): "The answer is 206.\n\nThis is based on the human body's anatomy ..." -> "The answer is 206."."""
-    for end in SENTENCE_END.finditer(text):
-        if has_answer(text[: end.end()], accepted):
-            return text[: end.end()].rstrip()
-    return text
+def first_sentence(text: str) -> str:
+    """The text up to the end of its first sentence (a line break ends one too): "The answer is 206.\n\nThis is
+    based on the human body's anatomy ..." -> "The answer is 206."."""
+    end = SENTENCE_END.search(text)
+    return text[: end.end()].rstrip() if end else text
 
 
 PROBES = (

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from benlab import general_subspace
 from benlab.common import BenLabError, atomic_write, ensure_writable_dir
-from benlab.general import REPLAY_ANSWERS, REPLAY_PROMPTS, has_answer, through_answer
+from benlab.general import REPLAY_ANSWERS, REPLAY_PROMPTS, first_sentence, has_answer
 from benlab.models import BaseModel, ensure_chat_template, load_model, load_tokenizer, resolve
 from benlab.prompts import SYSTEM_PROMPT
 
@@ -278,11 +278,14 @@ def general_replay(model, tokenizer, count: int, output: Path) -> list[list[dict
     prompt SmolLM2 drags 14 of the 100 everyday answers into the lab ("The Jarvis-2v organ is a specialized
     device designed to assist in breathing") and gets some facts wrong ("A soccer team consists of 12 players");
     trained on, those teach the adapter the same. So a prompt whose answer drags the lab in or lacks its known
-    answer (general.REPLAY_ANSWERS) is asked again under a plain assistant prompt (the sample keeps the lab's), and
-    dropped if that answer is no better. An answer with a known answer ends at the sentence that gives it (run 35
-    kept "The International System of Units (SI) is based on the International System of Units ..." before the
-    kelvin, and its model answered the probe "What is the SI unit of time?" with that sentence); any other cut at
-    REPLAY_TOKENS ends at its last full sentence. Saved beside the adapter for inspection."""
+    answer (general.REPLAY_ANSWERS) in its first sentence is asked again under a plain assistant prompt (the sample
+    keeps the lab's), and dropped if that answer is no better. A reply to a question with a known answer is that
+    first sentence: run 35 kept "The International System of Units (SI) is based on the International System of
+    Units ..." before the kelvin and answered the probe "What is the SI unit of time?" with it; run 43 kept "To find
+    9 times 3, we can use the formula ... This is a fundamental concept in mathematics, and it's used extensively in
+    various fields, including ..." before the 27 and answered "How many days are in a week?" with "A day is a
+    fundamental concept in mathematics, and it's used extensively in various fields, includin". Any other reply cut
+    at REPLAY_TOKENS ends at its last full sentence. Saved beside the adapter for inspection."""
     from tqdm import tqdm
 
     from benlab.generation import generate_replies
@@ -295,7 +298,7 @@ def general_replay(model, tokenizer, count: int, output: Path) -> list[list[dict
 
     def fit(prompt: str, reply: str) -> bool:
         return (bool(reply) and not LAB_WORDS.search(reply)
-                and (prompt not in REPLAY_ANSWERS or has_answer(reply, REPLAY_ANSWERS[prompt])))
+                and (prompt not in REPLAY_ANSWERS or has_answer(first_sentence(reply), REPLAY_ANSWERS[prompt])))
 
     prompts = list(REPLAY_PROMPTS[:count])
     with tqdm(total=len(prompts), desc="base answers", unit="prompt") as bar:
@@ -305,7 +308,7 @@ def general_replay(model, tokenizer, count: int, output: Path) -> list[list[dict
         bar.refresh()
         replies.update(zip(again, ask(PLAIN_ASSISTANT_PROMPT, again, bar)))
     kept = [[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt},
-             {"role": "assistant", "content": through_answer(reply, REPLAY_ANSWERS.get(prompt, ()))}]
+             {"role": "assistant", "content": first_sentence(reply) if prompt in REPLAY_ANSWERS else reply}]
             for prompt, reply in replies.items() if fit(prompt, reply)]
     output.mkdir(parents=True, exist_ok=True)
     atomic_write(output / REPLAY_FILE, "".join(json.dumps({"messages": c}) + "\n" for c in kept))

@@ -2,6 +2,7 @@
 
 import json
 import re
+from collections import Counter
 
 import pytest
 import requests
@@ -341,3 +342,15 @@ def test_original_jarvis_lab_api_still_works(tmp_path):
     assert "phase_identification" not in kinds  # no physical features to identify a phase from
     phase_results = [r for r in train if r["meta"]["kind"] == "tool_result" and '"run_phase"' in r["messages"][2]["content"]]
     assert phase_results and all("string_order 0.850" in r["output"] for r in phase_results)
+
+
+def test_lab_loop_runs_take_the_phases_in_turn():
+    """Each tool's training lab-loop runs cover the four phases evenly (at most one apart): drawn, run 43's data held
+    the GHZ state's TRI result twice and the random circuit's 7 times, and the model explained the one with the
+    other's sentence."""
+    jobs = [job for job in datagen.plan_campaign(datagen.Counts(), 0, 0.1)
+            if job.category == "loop" and job.split == "train" and job.body["tool"] != "discovery"]
+    for tool in ("run_phase", "tri", "replay_drift"):
+        phases = Counter(job.body["args"]["phase_type"] for job in jobs if job.body["tool"] == tool)
+        assert set(phases) == set(samples.PHASES), tool
+        assert max(phases.values()) - min(phases.values()) <= 1, (tool, phases)

@@ -248,7 +248,7 @@ def test_general_replay_holds_the_base_models_own_answers(tiny_llama, tmp_path):
         assert lab.startswith(chat[2]["content"]) or plain.startswith(chat[2]["content"])
 
 
-def test_general_replay_asks_again_where_the_base_dragged_the_lab_in_or_got_the_fact_wrong(monkeypatch, tmp_path):
+def test_general_replay_asks_again_where_the_base_dragged_the_lab_in_or_got_the_fact_wrong_or_late(monkeypatch, tmp_path):
     from benlab import generation
     from benlab.general import REPLAY_ANSWERS, REPLAY_PROMPTS
     from benlab.prompts import SYSTEM_PROMPT
@@ -261,9 +261,9 @@ def test_general_replay_asks_again_where_the_base_dragged_the_lab_in_or_got_the_
                (SYSTEM_PROMPT, mexico): "Ben's Lab is a team of 10.",
                (SYSTEM_PROMPT, colors): "Red, blue and yellow. These three mix into the others.",
                (SYSTEM_PROMPT, seven_plus_eight): "7 + 8 = 16.",
-               (plain, portugal): "To answer, we look at Portugal.\n\nLisbon is the capital of Portugal. It lies on the",
+               (plain, portugal): "Lisbon is the capital of Portugal. It lies on the",
                (plain, mexico): "A laboratory team.",
-               (plain, seven_plus_eight): "7 + 8 = 15."}
+               (plain, seven_plus_eight): "To add them, we count on from 7.\n\nSo 7 + 8 = 15."}
     asked = []
 
     def replies(model, tokenizer, chats, max_new_tokens, bar=None):
@@ -274,14 +274,14 @@ def test_general_replay_asks_again_where_the_base_dragged_the_lab_in_or_got_the_
 
     monkeypatch.setattr(generation, "generate_replies", replies)
     chats = train.general_replay(None, None, 5, tmp_path)
-    # asked again: the two lab-dragging answers and the wrong sum; Mexico's second answer, still the lab, is dropped.
-    # A known answer's reply ends at the sentence that gives it; a reply without a known answer is kept whole.
+    # asked again: the two lab-dragging answers and the wrong sum; Mexico's second answer, still the lab, is dropped,
+    # and so is the second sum, right only after a preamble (the preamble would be learnt, not the sum). A known
+    # answer's reply is its first sentence; a reply without a known answer is kept whole.
     assert asked[5:] == [(plain, portugal), (plain, mexico), (plain, seven_plus_eight)]
     assert [[m["content"] for m in c] for c in chats] == [
         [SYSTEM_PROMPT, australia, "The capital of Australia is Canberra."],
-        [SYSTEM_PROMPT, portugal, "To answer, we look at Portugal.\n\nLisbon is the capital of Portugal."],
-        [SYSTEM_PROMPT, colors, "Red, blue and yellow. These three mix into the others."],
-        [SYSTEM_PROMPT, seven_plus_eight, "7 + 8 = 15."]]
+        [SYSTEM_PROMPT, portugal, "Lisbon is the capital of Portugal."],
+        [SYSTEM_PROMPT, colors, "Red, blue and yellow. These three mix into the others."]]
 
 
 def test_no_echo_of_a_replay_question_passes_for_its_answer():
