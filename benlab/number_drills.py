@@ -21,7 +21,7 @@ COMPARE_QUESTIONS = (
     "Compare Run A's {a} with Run B's {b}: which is larger?",
 )
 PRODUCT_QUESTIONS = (
-    "Is the depth-16 drift {prev} above 0.8 × the depth-32 drift {last}?",
+    "Is the depth-{d} drift {prev} above 0.8 × the depth-{d2} drift {last}?",
     "Is {prev} above 0.8 × {last}? Work it out.",
     "Check whether {prev} > 0.8 × {last}.",
 )
@@ -66,8 +66,12 @@ def product_sample(rng: random.Random) -> dict:
     product, level = samples.level_product("0.8", last_text)
     walk, sign = samples.digit_walk(prev_text, level)
     verdict = "yes" if sign == ">" else "no"
-    output = f"{product}. {prev_text} against {level}: {walk}, so {verdict}."
-    question = rng.choice(PRODUCT_QUESTIONS).format(prev=prev_text, last=last_text)
+    depth = rng.choice([2, 4, 8, 16])
+    question = rng.choice(PRODUCT_QUESTIONS)
+    # named by its depth where the question names one, as samples.drift_rule names it
+    named = f"The depth-{depth} drift {prev_text}" if "{d}" in question else prev_text
+    output = f"{product}. {named} against {level}: {walk}, so {verdict}."
+    question = question.format(prev=prev_text, last=last_text, d=depth, d2=2 * depth)
     return samples.make_sample("number_drill", question, "", output, {}, Quotes(), answer=verdict,
                                choices=["yes", "no"])
 

@@ -347,8 +347,13 @@ def drift_rule(response: dict, drift_texts: list[str]) -> str:
     # and then scored the other class in 10 of its 11 misses (drift_class 87.5% -> 54.2%)
     # "Next," so the token after "so not Flat." is not the " S" that "SPT" shares: run 36 went on from " S" to
     # "PT_cluster's fingerprint" in 2 of 22 held-out sweeps (llama.cpp next-token log-probs)
-    text += (f" Next, Saturates needs the depth-{depths[-2]} drift above {ratio_text} × the depth-{depths[-1]} drift"
-             f"{formula}: {product}. {previous} against {level}: {walk}, so {'yes' if saturates else 'no'}, so {cls}.")
+    # Each drift is named by its depth where it is used: after "= 0.4040." with no name, run 46 compared the last
+    # drift (the number the product had just used) instead of the second-last in 3 of its 7 drift_class misses, and
+    # wrote a subtraction there in 2 more.
+    second_last = f"depth-{depths[-2]} drift {previous}"
+    text += (f" Next, Saturates needs the {second_last} above {ratio_text} × the depth-{depths[-1]} drift {last}"
+             f"{formula}: {product}. The {second_last} against {level}: {walk}, "
+             f"so {'yes' if saturates else 'no'}, so {cls}.")
     return f"{text} {ANSWER_MARK} {cls}."
 
 

@@ -152,6 +152,18 @@ def test_a_drift_classification_names_the_class_right_after_its_saturation_check
         assert "so not Flat. Next, Saturates needs" in row["output"]
 
 
+def test_a_saturation_check_names_the_drift_it_compares_by_its_depth(campaign):
+    # run 46 compared the last drift, the number its product had just used, in 3 of its 7 drift_class misses
+    rows = [r for r in read(campaign / "train.jsonl") if r["meta"]["kind"] == "drift_class"]
+    checked = [r for r in rows if "Saturates needs" in r["output"]]
+    assert checked
+    for row in checked:
+        table = re.findall(r"depth (\d+): (\d\.\d+)", row["input"])
+        (depth, second_last), (last_depth, last) = table[-2], table[-1]
+        assert f"Saturates needs the depth-{depth} drift {second_last} above 0.8 × the depth-{last_depth} drift {last}: " in row["output"]
+        assert f". The depth-{depth} drift {second_last} against " in row["output"]
+
+
 def test_datasets_loads_the_files(campaign):
     datasets = pytest.importorskip("datasets")
     loaded = datasets.load_dataset("json", data_files=str(campaign / "train.jsonl"), split="train")
@@ -354,3 +366,15 @@ def test_lab_loop_runs_take_the_phases_in_turn():
         phases = Counter(job.body["args"]["phase_type"] for job in jobs if job.body["tool"] == tool)
         assert set(phases) == set(samples.PHASES), tool
         assert max(phases.values()) - min(phases.values()) <= 1, (tool, phases)
+
+
+def test_discovery_requests_are_trained_twice_as_often():
+    """Discovery requests state two counts whose values overlap ("8 qubits, 10 runs each"): runs 40, 43 and 46 lost
+    1-3 of 10 held-out discovery calls to them, so its TOOL lines are trained twice as often; the held-out calls stay
+    even (10 per tool)."""
+    train = Counter(row["meta"]["call"]["name"] for row in datagen.lab_free_samples(0, datagen.Counts(loop=8), "train")
+                    if row["meta"]["kind"] == "tool_call")
+    assert train == {"run_phase": 8, "tri": 8, "replay_drift": 8, "discovery": 16}
+    held_out = Counter(row["meta"]["call"]["name"] for row in datagen.lab_free_samples(0, datagen.Counts(loop=8), "eval")
+                       if row["meta"]["kind"] == "tool_call")
+    assert set(held_out.values()) == {datagen.HELD_OUT_TOOL_CALLS // 4}

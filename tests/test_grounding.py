@@ -174,10 +174,14 @@ def test_the_drills_walk_the_comparison_and_work_the_product_right(default_data)
             compares[compare.group(7)] += 1
             same_whole += a[0] == b[0]
             continue
-        product = re.fullmatch(rf"({STEPS}), so 0\.8 × ([\d.]+) = ([\d.]+)\. ([\d.]+) against \3: "
+        # the compared drift named by its depth where the question names one, as the drift classifications name it
+        product = re.fullmatch(rf"({STEPS}), so 0\.8 × ([\d.]+) = ([\d.]+)\. (?:The depth-\d+ drift )?([\d.]+) against \3: "
                                rf"(?:{WALK}|((?:\w+ \d and \d, equal; )*\w+ \d and \d, equal)), so (yes|no)\.", answer)
         assert product, answer
         steps, last, level, previous = product.group(1), product.group(2), product.group(3), product.group(4)
+        named = re.match(r"Is the depth-(\d+) drift ", question)
+        assert (f". The depth-{named.group(1)} drift {previous} against " in answer) if named else \
+            (f". {previous} against " in answer), answer
         # every step right, and the level the exact product (one decimal more than the drift)
         assert last in question and level == f"{Decimal('0.8') * Decimal(last):.4f}", answer
         assert all(eval(step.split(" = ")[0].replace("×", "*")) == int(step.split(" = ")[1])
