@@ -111,6 +111,27 @@ def derived(text: str, allowed: list[float], exact: bool = False) -> set[int]:
     return found
 
 
+# A worked product (worked_arithmetic.times_digit): steps "8 × 2 = 16, 16 + 6 = 22: 24" joined by "; ", each
+# ending in the product's digits so far.
+PRODUCT_STEP = r"\d+ × \d+ = \d+(?:, \d+ \+ \d+ = \d+)?: \d+"
+WORKED_PRODUCT = re.compile(rf"{PRODUCT_STEP}(?:; {PRODUCT_STEP})*")
+
+
+def written_digits(text: str) -> set[int]:
+    """Start offsets of the digits so far that a worked product writes right after each step: the step's ones digit
+    (the last step: its whole value) put in front of the digits the step before wrote. The steps themselves are
+    derivations, checked as such."""
+    found = set()
+    for product in WORKED_PRODUCT.finditer(text):
+        before = ""
+        for step in re.finditer(r"(\d+): (\d+)", product.group()):
+            value, written = step.groups()
+            if written in (value[-1] + before, value + before):
+                found.add(product.start() + step.start(2))
+            before = written
+    return found
+
+
 def written_exactly(quoted: str, value: float) -> bool:
     """Whether `quoted` is `value` rounded or cut to the decimals it shows ("0.437" or "0.436" for 0.4368)."""
     places = decimals(quoted)
@@ -127,10 +148,11 @@ def unsupported(text: str, context: str) -> list[str]:
     # A derived number may be used again later in the text; the operands of a derivation are checked with it.
     allowed += [float(m.group(2)) for m in DERIVATION.finditer(text) if m.start(2) in derivations]
     inside = {i for m in DERIVATION.finditer(text) if m.start(2) in derivations for i in range(*m.span(1))}
+    digits = written_digits(text)
     bad = []
     for match in NUMBER.finditer(text):
         quoted = match.group()
-        if match.start() in derivations or match.start() in inside or small_integer(quoted):
+        if match.start() in derivations or match.start() in inside or match.start() in digits or small_integer(quoted):
             continue
         if not any(matches(quoted, value) for value in allowed):
             bad.append(quoted)

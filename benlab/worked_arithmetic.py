@@ -22,21 +22,28 @@ def plain(value: Decimal) -> str:
 
 
 def times_digit(digit: int, number: str) -> tuple[str, str]:
-    """(steps, product) for `0.<digit> × number` (number non-negative, as quoted: "0.546"), digit by digit from the
-    right as on paper, a carry added in a step of its own: ("8 × 6 = 48, 8 × 4 = 32, 32 + 4 = 36, 8 × 5 = 40,
-    40 + 3 = 43", "0.4368"). The product keeps every decimal
-    (one more than the number has), so it is exact and compares with the number's own digits."""
+    """(steps, product) for `0.<digit> × number` (number non-negative, as quoted: "0.128"), digit by digit from the
+    right as on paper, the whole part's digits too, a carry added in a step of its own, and after each step the
+    product's digits so far: ("8 × 8 = 64: 4; 8 × 2 = 16, 16 + 6 = 22: 24; 8 × 1 = 8, 8 + 2 = 10: 024; 8 × 0 = 0,
+    0 + 1 = 1: 1024", "0.1024"). Each step puts one digit in front of the digits before it, so the product is the
+    last step's digits with the point put in: run 47's steps were right and its products were not ("so 0.8 × 0.128
+    = 0.0124"), 11 of 22, when the product had to be read back from the steps' last digits, right to left. The
+    product keeps every decimal (one more than the number has), so it is exact and compares with the number's own
+    digits."""
     whole, _, fraction = number.partition(".")
-    digits = (whole + fraction).lstrip("0") or "0"
-    steps, carry = [], 0
-    for d in reversed(digits):
+    digits = whole + fraction
+    steps, written, carry = [], "", 0
+    for place, d in enumerate(reversed(digits), start=1):
         product = digit * int(d)
-        steps.append(f"{digit} × {d} = {product}")
+        step = f"{digit} × {d} = {product}"
         if carry:  # the carry added in a step of its own: run 29 got 18 of 46 one-step "8 × 3 + 6 = 28" wrong
-            steps.append(f"{product} + {carry} = {product + carry}")
-        carry = (product + carry) // 10
+            step += f", {product} + {carry} = {product + carry}"
+        value = product + carry
+        written = (str(value) if place == len(digits) else str(value % 10)) + written
+        carry = value // 10
+        steps.append(f"{step}: {written}")
     product = Decimal(digit) / 10 * Decimal(number)
-    return ", ".join(steps), f"{product:.{len(fraction) + 1}f}"
+    return "; ".join(steps), f"{product:.{len(fraction) + 1}f}"
 
 
 def tri_expectation(bias: float) -> tuple[str, str]:

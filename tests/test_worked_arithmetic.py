@@ -14,21 +14,25 @@ def test_each_step_is_right_and_the_steps_spell_the_product():
                                                                             for _ in range(300)]:
         steps, product = times_digit(8, number)
         assert Decimal(product) == Decimal("0.8") * Decimal(number) and len(product.split(".")[1]) == 4
-        columns = []  # each digit's result: its product, or the product plus the carry in the step after it
-        for step in steps.split(", "):
-            expression, value = step.split(" = ")
-            assert eval(expression.replace("×", "*")) == int(value), step
-            if "×" in expression:
-                columns.append(value)
-            else:  # a carry, one digit, added to the product just written
-                product_written, carry = expression.split(" + ")
-                assert product_written == columns[-1] and len(carry) == 1, steps
-                columns[-1] = value
-        # the last column written whole, then each earlier column's ones digit, right to left: the product's digits
-        digits = columns[-1] + "".join(v[-1] for v in reversed(columns[:-1]))
-        assert int(digits) == int(product.replace(".", "")), (number, steps, product)
+        digits = number.replace(".", "")
+        written, carry = "", 0
+        for place, step in enumerate(steps.split("; "), start=1):  # one step per digit, right to left
+            working, shown = step.split(": ")
+            expressions = working.split(", ")
+            first, value = expressions[0].split(" = ")
+            assert first == f"8 × {digits[-place]}" and int(value) == 8 * int(digits[-place]), step
+            if carry:  # the carry of the step before, one digit, added in a step of its own
+                assert expressions[1] == f"{value} + {carry} = {int(value) + carry}", step
+                value = str(int(value) + carry)
+            else:
+                assert len(expressions) == 1, step
+            # one digit put in front of the digits so far; the last step puts its whole value there
+            assert shown == (value if place == len(digits) else value[-1]) + written, step
+            written, carry = shown, int(value) // 10
+        assert place == len(digits) and int(written) == int(product.replace(".", "")), (number, steps, product)
+        n_steps = steps.count(" = ")
         assert len(grounding.derived(f"{steps}, so 0.8 × {number} = {product}", [float(number), 0.8], exact=True)) \
-            == len(steps.split(", ")) + 1
+            == n_steps + 1
 
 
 def test_the_tri_expectation_is_two_times_the_distance_of_twice_the_bias_from_one():
@@ -57,3 +61,13 @@ def test_a_derivation_counts_when_its_number_is_the_value_from_the_conversation(
     assert skills.derivations_right("0.8 × 0.546 = 0.437 or 0.8 × 0.546 = 0.436", context) == (2, 2)
     # a step built on a wrong step is not right either
     assert skills.derivations_right("2 × 0.8 = 1.5, 1.5 − 1 = 0.5", context) == (0, 2)
+
+
+def test_the_digits_a_product_writes_so_far_are_checked():
+    """Each step's digits so far are grounded only when they are the step's ones digit (the last step: its value)
+    in front of the digits before; a product read back wrong is not ("1124" for 8 × 128)."""
+    steps, product = times_digit(8, "0.128")
+    text = f"{steps}, so 0.8 × 0.128 = {product}."
+    assert grounding.unsupported(text, "0.128") == []
+    assert grounding.unsupported(text.replace(": 1024", ": 1124"), "0.128") == ["1124"]
+    assert grounding.unsupported(text.replace("22: 24;", "22: 34;"), "0.128") == ["34", "024"]
