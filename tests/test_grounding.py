@@ -290,3 +290,15 @@ def test_every_phase_answer_and_page_gives_the_fingerprint_the_identification_us
         for feature in re.findall(r"(\w+)`? is the fingerprint of the SPT phase", text):
             assert feature == fingerprints["spt_cluster"], text
         assert "its own fingerprint" not in text, text
+
+
+def test_the_evaluation_reads_the_longest_trained_reasoning_whole(default_data):
+    """The evaluation generates each multiple-choice reasoning up to "Answer:" within evaluate.REASONING_TOKENS of the
+    default base model's tokenizer: run 48's drift checks, longer than the budget, were all cut before their verdict."""
+    from benlab import evaluate, models
+
+    tokenizer = models.load_tokenizer(models.resolve("smollm2"))
+    longest = max(len(tokenizer(row["output"].split(samples.ANSWER_MARK)[0])["input_ids"])
+                  for path in (default_data[0], default_data[2]) for row in map(json.loads, path.read_text().splitlines())
+                  if row["meta"]["kind"] in evaluate.QUESTION_TYPES)
+    assert longest <= evaluate.REASONING_TOKENS - 20, longest
