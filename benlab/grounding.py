@@ -9,6 +9,8 @@ A number in an assistant turn is grounded when it is
 - or derived, written as `EXPRESSION = NUMBER` where the expression uses grounded numbers, small integers, ln and
   the results of earlier derivations, and evaluates to the number ("2 × 0.7 = 1.4, 1.4 − 1 = 0.4", "ln 2 = 0.693",
   "12/2 × ln 2 − 1/2 = 3.66");
+- or a worked product's digits so far ("8 × 2 = 16, 16 + 6 = 22: 24"), each the step's ones digit in front of the
+  digits the step before wrote (`written_digits`);
 - or one of the lab's rule constants (RULE_CONSTANTS), which are thresholds of its definitions, not measurements;
 - or found in the reference text a sample cites (a page of docs/lab/), for answers that say where they come from.
 """

@@ -7,7 +7,7 @@ carry ("8 × 3 + 6 = 28"), so the carry is now added in a step of its own. A der
 so a wrong one breaks the rule that what ben-lab says is true. Each step here is one fact a small model can copy or
 look up: a product of two digits, a one-digit carry added, doubling a number with two decimals, a distance from 1.
 Every step is an `EXPRESSION = NUMBER` that `benlab.grounding` checks, each using only the question's numbers,
-small integers and earlier steps.
+small integers and earlier steps; the product's digits so far, written after each of its steps, are checked too.
 """
 
 from __future__ import annotations
