@@ -424,3 +424,62 @@ def test_a_bad_keep_general_is_one_line(flags, message, capsys):
 def test_keep_general_is_on_by_default_and_off_without_the_replay():
     assert train.parse_args([]).keep_general == train.TrainConfig().keep_general > 0
     assert train.parse_args(["--general-replay", "0"]).keep_general == 0
+
+
+def test_a_distilled_answer_is_scored_by_its_divergence_from_the_base(tiny_llama):
+    """Row 0 marked distill: KL(base ‖ model) at its answer positions, the base being the model without its adapter;
+    row 1: cross-entropy as usual. Against an independent reference built from full logits of both models."""
+    from peft import LoraConfig, get_peft_model
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama),
+                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)).eval()
+    ids = torch.tensor([[5, 17, 42, 99, 7, 8, 9, 10, 11, 12], [20, 21, 22, 23, 24, 25, 26, 0, 0, 0]])
+    labels = torch.full_like(ids, -100)
+    labels[0, 3:6] = ids[0, 3:6]
+    labels[1, 5:7] = ids[1, 5:7]
+    with torch.no_grad():
+        ours = train.answer_only_loss(model, {"input_ids": ids, "labels": labels, "distill": torch.tensor([True, False])})
+        student, teacher = model(ids).logits[:, :-1].log_softmax(-1), base(ids).logits[:, :-1].log_softmax(-1)
+    kl = (teacher[0].exp() * (teacher[0] - student[0])).sum(-1)[2:5].sum()
+    ce = -student[1, [4, 5], labels[1, 5:7]].sum()
+    assert float(ours) == pytest.approx(float((kl + ce) / 5), abs=1e-5)
+    assert float(kl) > 1e-3  # the adapter moved the base's distribution: the row is not scored as zero
+
+
+def test_a_distilled_answer_the_adapter_has_not_moved_costs_nothing(tiny_llama):
+    """At LoRA's start (B = 0) the model is the base: its own answer's divergence and gradient are zero, where
+    cross-entropy on the same tokens would still pull (it sharpens the base's greedy answer)."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama), LoraConfig(r=4, target_modules=["q_proj"]))
+    ids = torch.tensor([[5, 17, 42, 99, 7, 8, 9, 10]])
+    labels = torch.full_like(ids, -100)
+    labels[0, 4:8] = ids[0, 4:8]
+    for distill, expect_zero in ((True, True), (False, False)):
+        model.zero_grad()
+        loss = train.answer_only_loss(model, {"input_ids": ids, "labels": labels, "distill": torch.tensor([distill])})
+        loss.backward()
+        grad = max(float(p.grad.abs().max()) for n, p in model.named_parameters() if "lora_B" in n)
+        assert (abs(loss.item()) < 1e-6 and grad < 1e-7) == expect_zero
+
+
+@pytest.mark.parametrize("replay_loss, distilled", [("kl", 6), ("ce", 0)])
+def test_the_general_replay_trains_toward_the_base_distribution(replay_loss, distilled, tiny_llama, lab_data, tmp_path,
+                                                                  monkeypatch):
+    """One epoch over two lab samples and six replay answers: with --replay-loss kl the six replay rows (and only
+    they) are scored against the base model; with ce none is."""
+    everyday = [[{"role": "system", "content": "You are Ben's Lab AI for the Jarvis-2v quantum phase lab."},
+                 {"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in EVERYDAY]
+    monkeypatch.setattr(train, "general_replay", lambda *args: everyday)
+    rows = []
+    original = train.divergence_from_base
+    monkeypatch.setattr(train, "divergence_from_base",
+                        lambda model, ids, *rest: rows.extend(ids.tolist()) or original(model, ids, *rest))
+    two = tmp_path / "two.jsonl"
+    two.write_text("".join(lab_data[0].read_text().splitlines(keepends=True)[:2]))
+    assert finetune(tiny_llama, (two, lab_data[1]), tmp_path / "out", "--general-replay", "6", "--replay-loss",
+                    replay_loss, "--keep-general", "0", "--precision", "fp32", "--epochs", "1") == 0
+    texts = [AutoTokenizer.from_pretrained(tiny_llama).decode(row) for row in rows]
+    assert len(texts) == distilled and sorted(q for q, a in EVERYDAY if any(q in t and a in t for t in texts)) == (
+        sorted(q for q, _ in EVERYDAY) if distilled else [])
