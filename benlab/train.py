@@ -69,9 +69,6 @@ class TrainConfig:
     # Lab-loop conversations carry the lab's raw JSON: a /replay_drift result alone is ~900 tokens.
     max_seq_len: int = 1536
     general_replay: int = len(REPLAY_PROMPTS)
-    # How the replay answers train: kl toward the base model's whole next-token distribution along them (zero until
-    # the adapter moves them), ce on their tokens (which sharpens the base's greedy answers).
-    replay_loss: str = "kl"
     # The share of the general replay's input energy whose directions LoRA's A may not read (0: off). 0.9 kept 75 of
     # 84 probes after 400 updates where 0 kept 61 (0.99 also 75, held-out loss 0.55 against 0.41);
     # benlab/general_subspace.py.
@@ -163,12 +160,10 @@ def encode(chat: list[dict], tokenizer, max_seq_len: int) -> dict | None:
     return {"input_ids": ids, "labels": labels, "length": len(ids)}
 
 
-def build_dataset(chats: list[list[dict]], tokenizer, max_seq_len: int, distill: bool = False):
-    """Encoded samples and how many were dropped. `distill` marks each row's answers as trained toward the base
-    model's own next-token distribution instead of their tokens (the general replay under --replay-loss kl)."""
+def build_dataset(chats: list[list[dict]], tokenizer, max_seq_len: int):
     from datasets import Dataset
 
-    rows = [{**r, "distill": int(distill)} for r in (encode(c, tokenizer, max_seq_len) for c in chats) if r is not None]
+    rows = [r for r in (encode(c, tokenizer, max_seq_len) for c in chats) if r is not None]
     if not rows:
         raise BenLabError(f"no sample fits in --max-seq-len {max_seq_len} tokens; raise it")
     return Dataset.from_list(rows), len(chats) - len(rows)
@@ -187,8 +182,7 @@ def pad_batch(features: list[dict], pad_id: int) -> dict:
         ids[i, :n] = torch.tensor(f["input_ids"])
         labels[i, :n] = torch.tensor(f["labels"])
         mask[i, :n] = 1
-    distill = torch.tensor([f.get("distill", 0) for f in features], dtype=torch.bool)
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask, "distill": distill}
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
 # ---------------------------------------------------------------- training
@@ -197,9 +191,7 @@ def pad_batch(features: list[dict], pad_id: int) -> dict:
 def answer_only_loss(model, inputs: dict, num_items_in_batch=None):
     """Cross-entropy of the next token on the answer tokens, with logits computed only at the positions that
     predict one (`logits_to_keep` as indices): the lm_head skips the prompt and, in a lab-loop conversation, the
-    lab's JSON between the two answers. A row marked `distill` (the general replay) is scored instead by
-    KL(base ‖ model) at the same positions: its target is the base model's whole next-token distribution there (the
-    adapter switched off), not the tokens of the base's greedy answer. Inputs must be right-padded."""
+    lab's JSON between the two answers. Inputs must be right-padded."""
     import torch
     import torch.nn.functional as F
 
@@ -209,29 +201,12 @@ def answer_only_loss(model, inputs: dict, num_items_in_batch=None):
         keep = torch.tensor([labels.shape[1] - 2])
     # Batches are right-padded, so under causal attention no real token ever sees a pad: the mask can be left out,
     # which keeps attention on the fast causal path (pad positions compute garbage that no label looks at).
-    logits = model(input_ids=inputs["input_ids"], logits_to_keep=keep).logits.float()
+    logits = model(input_ids=inputs["input_ids"], logits_to_keep=keep).logits
     targets = labels[:, keep + 1]
-    per_token = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
-    distill = inputs.get("distill")
-    if distill is not None and bool(distill.any()):
-        rows = distill.nonzero().squeeze(-1)
-        per_token[rows] = divergence_from_base(model, inputs["input_ids"][rows], keep, logits[rows])
-    loss = per_token.masked_fill(targets == -100, 0).sum()
+    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                           ignore_index=-100, reduction="sum")
     count = num_items_in_batch if num_items_in_batch is not None else (targets != -100).sum()
     return loss / count
-
-
-def divergence_from_base(model, input_ids, keep, logits):
-    """KL(base ‖ model) at each kept position: the base is the same model with the adapter switched off, so the
-    divergence and its gradient are zero until the adapter moves these answers, and training on them pulls back
-    only what moved (learning without forgetting). Cross-entropy on the base's greedy answer would instead sharpen
-    it, a change of its own (run 48's replay held "Gravity is a fundamental concept in physics ...")."""
-    import torch
-
-    peft_model = getattr(model, "module", model)  # DistributedDataParallel wraps it on several GPUs
-    with torch.no_grad(), peft_model.disable_adapter():
-        base = peft_model(input_ids=input_ids, logits_to_keep=keep).logits.float().log_softmax(-1)
-    return (base.exp() * (base - logits.log_softmax(-1))).sum(-1)
 
 
 REPLAY_FILE = "general_replay.jsonl"
@@ -470,7 +445,6 @@ def plot_losses(history: list[dict], path: Path) -> None:
 def train(config: TrainConfig) -> dict:
     import torch
     from accelerate import PartialState
-    from datasets import concatenate_datasets
     from peft import get_peft_model
     from transformers import TrainingArguments, set_seed
     from transformers.trainer_utils import get_last_checkpoint
@@ -515,13 +489,9 @@ def train(config: TrainConfig) -> dict:
         model.to(state.device)  # this process's device (Trainer would move it anyway): the replay generates there
         replay = general_replay(model, tokenizer, config.general_replay, output)
         say(f"[data] {len(replay)} general prompts answered by the base model itself, mixed into training so the "
-            f"adapter keeps what the base knew ({output / REPLAY_FILE}; "
-            + ("trained toward the base's own next-token distribution)" if config.replay_loss == "kl"
-               else "trained on their tokens)"))
+            f"adapter keeps what the base knew ({output / REPLAY_FILE})")
+        chats += replay
     train_set, dropped = build_dataset(chats, tokenizer, config.max_seq_len)
-    replay_set = build_dataset(replay, tokenizer, config.max_seq_len, distill=config.replay_loss == "kl")[0] if replay else None
-    if replay_set is not None:
-        train_set = concatenate_datasets([train_set, replay_set])
     # The held-out loss is a progress check, not the evaluation: a few of the short held-out samples.
     eval_chats = [c for c in eval_chats if len(c) == 3 and len(c[1]["content"]) < 1200][:MAX_EVAL_SAMPLES]
     eval_set = build_dataset(eval_chats, tokenizer, config.max_seq_len)[0] if eval_chats else None
@@ -542,7 +512,7 @@ def train(config: TrainConfig) -> dict:
     general_bases = None
     if config.keep_general and replay:
         subspace_started = time.perf_counter()
-        covariances = general_subspace.input_covariances(model, replay_set)
+        covariances = general_subspace.input_covariances(model, build_dataset(replay, tokenizer, config.max_seq_len)[0])
         general_bases = general_subspace.general_bases(covariances, config.keep_general)
         del covariances  # half a gigabyte for SmolLM2, not needed while training
         general_subspace.project_out(model, general_bases)
@@ -686,10 +656,6 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     parser.add_argument("--general-replay", type=int, default=defaults.general_replay,
                         help="everyday prompts the base model answers before training, mixed into the data to keep "
                         "its general knowledge; 0 turns it off (default %(default)s)")
-    parser.add_argument("--replay-loss", choices=["kl", "ce"], default=defaults.replay_loss,
-                        help="kl: the replay answers pull the adapter back toward the base model's own next-token "
-                        "distribution along them (zero where it has not moved); ce: train on their tokens, which "
-                        "sharpens the base's greedy answers (default %(default)s)")
     parser.add_argument("--keep-general", type=float, default=None,
                         help="keep the adapter out of the input directions that hold this share (0-1) of the general "
                         "replay's energy in each layer, so everyday answers move less; 0 turns it off (default "
@@ -727,7 +693,6 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         lora_layers=args.lora_layers,
         seed=args.seed, resume=args.resume, gradient_checkpointing=args.gradient_checkpointing,
         precision=args.precision, save_steps=args.save_steps, general_replay=args.general_replay,
-        replay_loss=args.replay_loss,
         keep_general=args.keep_general,
     )
 
