@@ -109,7 +109,9 @@ def load_adapter(adapter_dir: Path) -> Adapter:
         n_head_kv=base.get("num_key_value_heads") or base["num_attention_heads"],
         n_layers=base["num_hidden_layers"],
         pairs={m: (a, b) for m, (a, b) in pairs.items()},
-        base_model=trained_base(adapter_dir).as_dict(),
+        # None for an adapter whose metrics.json does not name its base (not written by finetune_ben_lab.py)
+        base_model=trained_base(adapter_dir).as_dict()
+        if "base_model" in json.loads((adapter_dir / "metrics.json").read_text()) else None,
     )
 
 

@@ -112,7 +112,11 @@ def trained_base(adapter_dir: Path) -> BaseModel:
     metrics = adapter_dir / "metrics.json"
     if not metrics.is_file():
         raise BenLabError(f"{adapter_dir}/metrics.json not found; train first: python finetune_ben_lab.py")
-    base = BaseModel(**json.loads(metrics.read_text())["base_model"])
+    recorded = json.loads(metrics.read_text()).get("base_model")
+    if not recorded:
+        raise BenLabError(f"{metrics} does not say which base model the adapter was trained on; retrain with "
+                          "finetune_ben_lab.py")
+    base = BaseModel(**recorded)
     if base.source not in ("embedded", "gguf", "local") or Path(base.path).exists():
         return base
     if base.source == "embedded":
