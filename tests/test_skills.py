@@ -181,3 +181,16 @@ def test_a_measure_it_answer_gives_the_expectation_of_the_quantity_and_phase_ask
         assert not skills.verdict(sample, other)["expectation"]
         assert not skills.verdict(sample, answer.split(tool_samples.EXPECTATION_MARK)[0])["expectation"]
     assert len(labels) >= 10
+
+
+def test_the_general_replay_never_trains_on_a_probe():
+    """general_retention counts what the model kept of the probes; a replay prompt that is a probe (whatever its case,
+    spacing or final punctuation) would teach the answer the metric then checks."""
+    from benlab.general import REPLAY_ANSWERS, REPLAY_PROMPTS
+
+    def norm(text):
+        return " ".join(text.lower().rstrip("?.!").split())
+
+    assert not {norm(p) for p in REPLAY_PROMPTS} & {norm(q) for q, _ in PROBES}
+    assert len(set(map(norm, REPLAY_PROMPTS))) == len(REPLAY_PROMPTS)  # each prompt once
+    assert set(REPLAY_ANSWERS) <= set(REPLAY_PROMPTS)
