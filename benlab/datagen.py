@@ -255,10 +255,12 @@ def build_samples(jobs: list[Job], responses: dict[str, dict], seed: int, counts
                 if sample:
                     out.append(sample)
                 if job.split == "train" and sample.get("meta", {}).get("answer") == "Saturates":
-                    # Saturates sweeps twice, the wording drawn again (its own rng: every other sample stays as
-                    # drawn): 11 of 48 training sweeps saturate, and run 52 wrote "so yes, so Grows" in 10 of its
-                    # 12 misses, the verdict the 28 Grows sweeps end "so no, so Grows" with
-                    out.append(samples.drift_classification(response, params, job_rng(seed, job.key + "/again")))
+                    # Saturates sweeps twice, in another wording (its own rng: every other sample stays as drawn):
+                    # 11 of 48 training sweeps saturate, and run 52 wrote "so yes, so Grows" in 10 of its 12 misses,
+                    # the verdict the 28 Grows sweeps end "so no, so Grows" with
+                    others = tuple(w for w in samples.CLASSIFY_DRIFT if w != sample["instruction"])
+                    out.append(samples.drift_classification(response, params, job_rng(seed, job.key + "/again"),
+                                                            wordings=others))
                 call = {"phase_type": job.body["phase_type"], "system_size": job.body["system_size"],
                         "base_depth": job.body["base_depth"], "noise": job.body["noise"], "seed": job.body["seed"]}
                 if job.split == "eval":  # the same run as a raw lab result

@@ -403,7 +403,8 @@ def drift_result_text(response: dict, q: Quotes) -> str:
     return f"{text}. {drift_meaning(response, cls)}"
 
 
-def drift_classification(response: dict, params: dict, rng: random.Random, kind: str = "drift_class") -> dict:
+def drift_classification(response: dict, params: dict, rng: random.Random, kind: str = "drift_class",
+                         wordings: tuple[str, ...] = CLASSIFY_DRIFT) -> dict:
     q = Quotes()
     input_text = (f"Replay drift of {response['phase_type']} at N={params['system_size']}, noise "
                   f"{params.get('noise', 0.05):g}, seed {params['seed']}: {drift_table(response, q)}.")
@@ -413,7 +414,7 @@ def drift_classification(response: dict, params: dict, rng: random.Random, kind:
     if not output.endswith(f"{ANSWER_MARK} {cls}."):
         return {}  # the quoted (rounded) drifts fall on the other side of the rule than the exact ones: ambiguous
     output += " " + drift_meaning(response, cls)
-    return make_sample(kind, rng.choice(CLASSIFY_DRIFT), input_text, output, params, q,
+    return make_sample(kind, rng.choice(wordings), input_text, output, params, q,
                        experiment_id=[r["id"] for r in response["runs"]], answer=cls, choices=list(DRIFT_CLASSES))
 
 
