@@ -2,7 +2,7 @@
 
 import json
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 
 import pytest
 import requests
@@ -162,6 +162,21 @@ def test_a_saturation_check_names_the_drift_it_compares_by_its_depth(campaign):
         (depth, second_last), (last_depth, last) = table[-2], table[-1]
         assert f"Saturates needs the depth-{depth} drift {second_last} above 0.8 × the depth-{last_depth} drift {last}: " in row["output"]
         assert f". The depth-{depth} drift {second_last} against " in row["output"]
+
+
+def test_each_training_saturates_sweep_is_asked_twice_in_two_wordings(campaign):
+    # 11 of the default campaign's 48 training sweeps saturate against 28 that grow, and run 52 ended 10 of its 12
+    # drift_class misses "so yes, so Grows"
+    rows = [r for r in read(campaign / "train.jsonl") if r["meta"]["kind"] == "drift_class"]
+    by_sweep = defaultdict(list)
+    for row in rows:
+        by_sweep[row["input"]].append(row)
+    assert any(r["meta"]["answer"] == "Saturates" for r in rows)
+    for sweep in by_sweep.values():
+        times = 2 if sweep[0]["meta"]["answer"] == "Saturates" else 1
+        assert len(sweep) == times and len({r["instruction"] for r in sweep}) == times
+    held_out = [r["input"] for r in read(campaign / "eval.jsonl") if r["meta"]["kind"] == "drift_class"]
+    assert len(held_out) == len(set(held_out))
 
 
 def test_datasets_loads_the_files(campaign):
