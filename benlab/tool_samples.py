@@ -367,7 +367,8 @@ UNKNOWN_PHASES = ("toric code", "Kitaev chain", "Heisenberg antiferromagnet", "B
 
 def refusal_sample(rng: random.Random, split: str) -> dict:
     """A request outside the lab: a short answer with the limit, no TOOL line."""
-    system = rng.choice(tools.TRAIN_PROTOCOL_PROMPTS + (SYSTEM_PROMPT,))
+    plain = (SYSTEM_PROMPT,) * (len(tools.TRAIN_PROTOCOL_PROMPTS) // 4)  # one refusal in five under the plain prompt
+    system = rng.choice(tools.TRAIN_PROTOCOL_PROMPTS + plain)
     if rng.random() < 0.5:
         # Worded as the requests the lab runs, the size in any of its forms: only the number says no. Run 30,
         # trained on "Run the ... with 24 qubits." alone, refused "the cluster state with 10 qubits" too.
