@@ -25,6 +25,7 @@ from benlab.common import BenLabError, atomic_write, ensure_writable_dir
 from benlab.eval_cache import BaseAnswerCache, item_key
 from benlab.generation import generate_replies, prompt_text
 from benlab.samples import ANSWER_MARK
+from benlab.tools import LAB_LOOP_SYSTEM_PROMPT
 
 QUESTION_TYPES = {"phase_identification": 4, "tri_comparison": 2, "drift_class": 3}  # type -> number of choices
 SESSION_TOKENS = 256  # per reply in a scripted lab session; an explanation takes about 200
@@ -270,6 +271,7 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
         raise unloadable_adapter(adapter_dir, error) from None
     chats = [q["chat"] for q in questions]
     probes = skills.probe_chats()[: limit and 4 * limit]
+    loop_probes = skills.probe_chats(LAB_LOOP_SYSTEM_PROMPT)[: len(probes)]  # as chat_with_lab.py asks them
     cache = BaseAnswerCache(base, {"precision": precision, "device": device, "reasoning": REASONING_TOKENS,
                                    "session": SESSION_TOKENS, "generated": skills.GENERATED,
                                    "probe_tokens": skills.PROBE_TOKENS}, enabled=base_cache)
@@ -277,9 +279,10 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
     asked = {"choices": [item_key(q["chat"][:-1], q["choices"]) for q in questions],
              "texts": [item_key(row["meta"]["kind"], row["messages"][:-1]) for row in generated],
              "probes": [item_key(chat) for chat in probes],
+             "loop_probes": [item_key(chat) for chat in loop_probes],
              "loss": [item_key(chat) for chat in chats]}
     new = {section: cache.missing(section, keys) for section, keys in asked.items()}
-    n_asked, n_new = (sum(len(rows[s]) for s in ("choices", "texts", "probes")) for rows in (asked, new))
+    n_asked, n_new = (sum(len(rows[s]) for s in ("choices", "texts", "probes", "loop_probes")) for rows in (asked, new))
     if base_cache and n_new < n_asked:
         print(f"[eval] base model: reusing {n_asked - n_new} of its {n_asked} answers from {cache.path} (same base "
               f"model and settings; --no-base-cache recomputes them)"
@@ -291,6 +294,8 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
                    "texts": generated_answers(model, tokenizer, [generated[i] for i in pick["texts"]], bar),
                    "probes": generate_replies(model, tokenizer, [probes[i] for i in pick["probes"]],
                                               skills.PROBE_TOKENS, bar=bar),
+                   "loop_probes": generate_replies(model, tokenizer, [loop_probes[i] for i in pick["loop_probes"]],
+                                                   skills.PROBE_TOKENS, bar=bar),
                    "loss": answer_losses(model, tokenizer, [chats[i] for i in pick["loss"]])}
         return {section: dict(zip(pick[section], replies[section])) for section in pick}
 
@@ -364,6 +369,17 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
     for i, (question, accepted) in enumerate(skills.PROBES[: len(probes)]):
         predictions.append({"kind": "general_probe", "question": question, "expected": list(accepted),
                             **{name: {"answer": probe_answers[name][i], "ok": i in right[name]} for name in right}})
+    # The same probes in the lab loop: of those the base answers right, the share answered right, not run as a tool.
+    loop_answers = {name: by_model[name]["loop_probes"] for name in by_model}
+    loop_right = {name: {i for i in right["base"] if skills.loop_probe_right(i, loop_answers[name][i])}
+                  for name in loop_answers}
+    results["loop_general"] = {name: round(len(loop_right[name]) / len(right["base"]), 4) if right["base"] else None
+                               for name in loop_right} | {"n": len(right["base"])}
+    for i in sorted(right["base"]):
+        question, accepted = skills.PROBES[i]
+        predictions.append({"kind": "loop_probe", "question": question, "expected": list(accepted),
+                            **{name: {"answer": loop_answers[name][i], "ok": i in loop_right[name]}
+                               for name in loop_right}})
     # Scripted lab sessions through chat_with_lab.py on llama.cpp.
     ggufs = {"base": base_gguf(base), "finetuned": merged_gguf}
     if sessions and all(path is not None and path.is_file() for path in ggufs.values()):
@@ -417,8 +433,12 @@ GOALS = {  # report key -> (what it measures, goal)
     "expectations": ("the same questions: the expectation added is the theory's for that quantity and phase, "
                      "worked right", ">= 0.90 (ours)"),
     "concepts": ("concept questions (held-out phrasings) answered with the key facts", ">= 0.80"),
+    "loop_concepts": ("the same questions under chat_with_lab.py's TOOL-protocol prompt: the key facts, no TOOL line",
+                      ">= 0.80 (ours)"),
     "general_retention": ("of the probes the base answers right, the share the fine-tuned model keeps", ">= 0.90"),
     "general_probes": ("general-knowledge probes answered right", ""),
+    "loop_general": ("of the probes the base answers right, the share answered right (no TOOL line) under "
+                     "chat_with_lab.py's prompt", ">= 0.90 (ours)"),
     "lab_session": ("scripted chat_with_lab.py sessions (live lab, llama.cpp) with every call run and the answer right", ">= 0.90"),
 }
 

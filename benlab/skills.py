@@ -22,6 +22,7 @@ GENERATED = {
     "result_drift": ("result_drift", 128),
     "measurement": ("invented_measurements", 208),  # the labelled expectations: 198 at most (run 38)
     "concept": ("concepts", 128),
+    "loop_concept": ("loop_concepts", 128),
 }
 PROBE_TOKENS = 48
 REFUSAL = re.compile(r"cannot (?:run|simulate)|the lab has no ", re.IGNORECASE)  # how the refusal samples begin
@@ -138,20 +139,32 @@ def verdict(row: dict, answer: str) -> dict:
         given = expectation_of(answer)
         return {"ok": not invented, "invented": invented, "refused": bool(REFUSAL.search(answer)),
                 "expectation": given is not None and given == expectation_of(row["messages"][-1]["content"])}
-    if kind == "concept":
+    if kind in ("concept", "loop_concept"):
         missing = [f[0] for f in meta["facts"] if not any(s.lower() in answer.lower() for s in f)]
-        return {"ok": not missing, "missing": missing}
+        ran = kind == "loop_concept" and runs_tool(answer)  # a question, not a request
+        return {"ok": not missing and not ran, "missing": missing} | ({"tool_line": True} if ran else {})
     raise ValueError(f"no verdict for kind {kind}")
 
 
-def probe_chats() -> list[list[dict]]:
-    return [[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question},
+def probe_chats(system: str = SYSTEM_PROMPT) -> list[list[dict]]:
+    return [[{"role": "system", "content": system}, {"role": "user", "content": question},
              {"role": "assistant", "content": ""}] for question, _ in PROBES]
 
 
 def probe_right(index: int, answer: str) -> bool:
     """Whether the answer contains one of the probe's accepted answers (numbers and short words as whole words)."""
     return has_answer(answer, PROBES[index][1])
+
+
+def loop_probe_right(index: int, answer: str) -> bool:
+    """A probe asked under chat_with_lab.py's prompt: right, and answered rather than sent to the lab as a TOOL line
+    (whose numbers could otherwise pass for the answer)."""
+    return probe_right(index, answer) and not runs_tool(answer)
+
+
+def runs_tool(answer: str) -> bool:
+    """Whether chat_with_lab.py would run this reply as a tool call: its first line starts with TOOL:."""
+    return answer.strip().startswith(tools.TOOL_PREFIX)
 
 
 def session_right(meta: dict, exchange: dict) -> dict:

@@ -466,17 +466,35 @@ def measurement_question_sample(rng: random.Random, split: str, seed: int, kind:
 
 # ---------------------------------------------------------------- the lab's concepts
 
+# One in LOOP_SHARE of the questions that need no experiment (concepts here, the general replay in benlab/train.py)
+# is asked under a TOOL-protocol prompt, so chat_with_lab.py's users get an answer, not a TOOL line.
+LOOP_SHARE = 4
+
+
+def loop_prompt(i: int) -> str:
+    """The i-th training TOOL-protocol prompt, in turn."""
+    return tools.TRAIN_PROTOCOL_PROMPTS[i % len(tools.TRAIN_PROTOCOL_PROMPTS)]
+
 
 def concept_samples(split: str) -> list[dict]:
     """Every training phrasing of every concept (training) or the held-out phrasings (evaluation, with the key
-    facts)."""
+    facts). One training question in LOOP_SHARE is put under a TOOL-protocol prompt, in turn, and the evaluation asks
+    each held-out phrasing under chat_with_lab.py's prompt too (kind loop_concept): a question about the lab is
+    answered, not run. Trained under the plain prompt alone, run 53 answered "What does replay drift measure in the
+    lab?" under chat_with_lab.py's prompt with a sweep of the random circuit."""
     rows = []
     for concept in CONCEPTS:
         for question in concept.held_out if split == "eval" else training_questions(concept):
-            messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question},
-                        {"role": "assistant", "content": concept.answer}]
-            rows.append(chat_sample("concept", messages, {}, Quotes(), source=concept.source, concept=concept.name,
-                                    facts=[list(f) for f in concept.facts]))
+            systems = [("concept", SYSTEM_PROMPT)]
+            if split == "eval":
+                systems.append(("loop_concept", tools.LAB_LOOP_SYSTEM_PROMPT))
+            elif len(rows) % LOOP_SHARE == LOOP_SHARE - 1:
+                systems = [("concept", loop_prompt(len(rows) // LOOP_SHARE))]
+            for kind, system in systems:
+                messages = [{"role": "system", "content": system}, {"role": "user", "content": question},
+                            {"role": "assistant", "content": concept.answer}]
+                rows.append(chat_sample(kind, messages, {}, Quotes(), source=concept.source, concept=concept.name,
+                                        facts=[list(f) for f in concept.facts]))
     return rows
 
 
@@ -491,7 +509,7 @@ def phase_name_samples() -> list[dict]:
     for phase, names in PHASE_WORDS.items():
         for i, name in enumerate(names):
             for j, wording in enumerate(PHASE_NAME_QUESTIONS):
-                system = SYSTEM_PROMPT if (i + j) % 3 else tools.TRAIN_PROTOCOL_PROMPTS[(i + j) % len(tools.TRAIN_PROTOCOL_PROMPTS)]
+                system = SYSTEM_PROMPT if (i + j) % 3 else loop_prompt(i + j)
                 answer = (f"In the lab the {name} is phase_type {phase}: {PHASE_SUMMARIES[phase]}." if name != phase
                           else f"{phase} is already the lab's name: phase_type {phase}, {PHASE_SUMMARIES[phase]}.")
                 messages = [{"role": "system", "content": system},

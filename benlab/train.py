@@ -32,6 +32,7 @@ from benlab.common import BenLabError, atomic_write, ensure_writable_dir
 from benlab.general import REPLAY_ANSWERS, REPLAY_PROMPTS, first_sentence, has_answer
 from benlab.models import BaseModel, ensure_chat_template, load_model, load_tokenizer, resolve
 from benlab.prompts import SYSTEM_PROMPT
+from benlab.tool_samples import LOOP_SHARE, loop_prompt
 
 DEFAULT_DATA = ("data/lab_instructions.jsonl", "data/lab_doc_instructions.jsonl")  # the lab's runs, then its docs
 MAX_CHARS_PER_TOKEN = 16  # JSON escapes included, no tokenizer here packs more characters into a token
@@ -310,6 +311,8 @@ def general_replay(model, tokenizer, count: int, output: Path) -> list[list[dict
     kept = [[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt},
              {"role": "assistant", "content": first_sentence(reply) if prompt in REPLAY_ANSWERS else reply}]
             for prompt, reply in replies.items() if fit(prompt, reply)]
+    for i in range(LOOP_SHARE - 1, len(kept), LOOP_SHARE):  # and some under a TOOL-protocol prompt: run 53 answered
+        kept[i][0]["content"] = loop_prompt(i // LOOP_SHARE)  # "What is 7 times 6?" there with a replay-drift sweep
     output.mkdir(parents=True, exist_ok=True)
     atomic_write(output / REPLAY_FILE, "".join(json.dumps({"messages": c}) + "\n" for c in kept))
     return kept

@@ -393,3 +393,24 @@ def test_discovery_requests_are_trained_twice_as_often():
     held_out = Counter(row["meta"]["call"]["name"] for row in datagen.lab_free_samples(0, datagen.Counts(loop=8), "eval")
                        if row["meta"]["kind"] == "tool_call")
     assert set(held_out.values()) == {datagen.HELD_OUT_TOOL_CALLS // 4}
+
+
+def test_concept_questions_are_also_asked_under_the_tool_protocol():
+    """Trained under the plain prompt alone, run 53 answered "What does replay drift measure in the lab?" under
+    chat_with_lab.py's prompt by running a sweep: one training concept question in four is put under a protocol
+    prompt (each wording in turn), and every held-out one is also asked under chat_with_lab.py's prompt."""
+    from benlab import tool_samples
+    from benlab.prompts import SYSTEM_PROMPT
+
+    train = tool_samples.concept_samples("train")
+    systems = [row["messages"][0]["content"] for row in train]
+    assert systems[3::4] == [tool_samples.loop_prompt(i) for i in range(len(train) // 4)]
+    assert set(systems[3::4]) == set(tools.TRAIN_PROTOCOL_PROMPTS)
+    assert all(s == SYSTEM_PROMPT for i, s in enumerate(systems) if i % 4 != 3)
+    held_out = tool_samples.concept_samples("eval")
+    plain = [r for r in held_out if r["meta"]["kind"] == "concept"]
+    loop = [r for r in held_out if r["meta"]["kind"] == "loop_concept"]
+    assert len(loop) == len(plain) >= 32
+    assert [r["messages"][1:] for r in loop] == [r["messages"][1:] for r in plain]
+    assert {r["messages"][0]["content"] for r in loop} == {tools.LAB_LOOP_SYSTEM_PROMPT}
+    assert {r["messages"][0]["content"] for r in plain} == {SYSTEM_PROMPT}

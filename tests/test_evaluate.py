@@ -120,12 +120,13 @@ def test_report_files(tiny_llama, lab_data, tmp_path):
                                     "--limit", "3", "--gguf", str(tmp_path / "none.gguf")]) == 0
     report = json.loads((out / "report.json").read_text())
     for key in ("tool_call", "result_phase", "result_drift", "invented_measurements", "false_refusals", "expectations",
-                "concepts"):
+                "concepts", "loop_concepts"):
         assert set(report[key]) == {"base", "finetuned", "n"} and report[key]["n"] == 3, key
     # every worked step the answers write, counted right or wrong (a random tiny model writes few or none)
     assert set(report["derived_values"]) == {"base", "finetuned", "n"} and report["derived_values"]["n"] >= 0
     # a random tiny model answers no probe right: retention has nothing to keep, and says so (n 0)
     assert set(report["general_retention"]) == {"base", "finetuned", "n"}
+    assert report["loop_general"]["n"] == report["general_retention"]["n"]  # the same probes, in the lab loop
     assert report["general_probes"]["n"] == 12
     predictions = json.loads((out / "predictions.json").read_text())
     assert {p["kind"] for p in predictions} >= {"tool_call", "concept", "measurement", "general_probe"}
@@ -176,7 +177,7 @@ def test_base_answers_are_reused_question_by_question(tiny_llama, lab_data, tmp_
     monkeypatch.setattr(skills, "PROBES", tuple([(question, accepted + ("another spelling",))] + probes[1:]))
     assert "new, answered now" not in report()[1]  # an accepted spelling is judging, not answering
     monkeypatch.setattr(skills, "PROBES", tuple([(question + " One word.", accepted)] + probes[1:]))
-    assert "; 1 new, answered now" in report()[1]  # a probe asked otherwise is answered anew
+    assert "; 2 new, answered now" in report()[1]  # a probe asked otherwise is answered anew, in both prompts
     monkeypatch.setattr(skills, "PROBES", tuple(probes))
     rows = [json.loads(line) for line in held_out.read_text().splitlines()]
     tool_call = next(row for row in rows if row["meta"]["kind"] == "tool_call")

@@ -120,6 +120,24 @@ def test_concept_needs_every_key_fact():
     assert skills.verdict(r, "An SPT phase with string order.") == {"ok": False, "missing": ["stabilizer"]}
 
 
+def test_a_concept_question_in_the_lab_loop_counts_only_when_answered_not_run():
+    facts = {"facts": [["echo"], ["overlap"]]}
+    r = row("loop_concept", facts, {"role": "user", "content": "What is the Loschmidt echo?"},
+            {"role": "assistant", "content": ""})
+    assert skills.verdict(r, "The Loschmidt echo is the overlap after a forward and reverse run.")["ok"]
+    ran = skills.verdict(r, 'TOOL: {"name": "tri", "args": {}}\nthe echo is an overlap')
+    assert ran == {"ok": False, "missing": [], "tool_line": True}
+    # under the plain prompt the same words pass: only the lab loop would run that line
+    assert skills.verdict({**r, "meta": {"kind": "concept", **facts}}, 'TOOL: {"name": "tri"} echo overlap')["ok"]
+
+
+def test_a_probe_in_the_lab_loop_counts_only_when_answered_not_run():
+    index = next(i for i, (q, _) in enumerate(PROBES) if q == "What is 12 + 12?")
+    assert skills.loop_probe_right(index, "12 + 12 = 24.")
+    assert not skills.loop_probe_right(index, 'TOOL: {"name": "run_phase", "args": {"system_size": 24}}')
+    assert not skills.loop_probe_right(index, "12 + 12 = 20.")
+
+
 def test_probe_answers_are_matched_as_whole_words():
     index = next(i for i, (q, _) in enumerate(PROBES) if q == "What is 12 + 12?")
     assert skills.probe_right(index, "12 + 12 = 24.")

@@ -284,6 +284,24 @@ def test_general_replay_asks_again_where_the_base_dragged_the_lab_in_or_got_the_
         [SYSTEM_PROMPT, colors, "Red, blue and yellow. These three mix into the others."]]
 
 
+def test_one_general_replay_answer_in_four_is_trained_under_a_tool_protocol_prompt(monkeypatch, tmp_path):
+    """Run 53 answered "What is 7 times 6?" under chat_with_lab.py's prompt with a replay-drift sweep."""
+    from benlab import generation, tool_samples, tools
+    from benlab.general import REPLAY_ANSWERS, REPLAY_PROMPTS
+    from benlab.prompts import SYSTEM_PROMPT
+
+    def replies(model, tokenizer, chats, max_new_tokens, bar=None):
+        return [f"It is {REPLAY_ANSWERS.get(c[1]['content'], ('so',))[0]}." for c in chats]
+
+    monkeypatch.setattr(generation, "generate_replies", replies)
+    chats = train.general_replay(None, None, 40, tmp_path)
+    assert [c[1]["content"] for c in chats] == list(REPLAY_PROMPTS[:40])
+    systems = [c[0]["content"] for c in chats]
+    assert systems[3::4] == [tool_samples.loop_prompt(i) for i in range(10)]
+    assert set(systems[3::4]) == set(tools.TRAIN_PROTOCOL_PROMPTS)
+    assert all(s == SYSTEM_PROMPT for i, s in enumerate(systems) if i % 4 != 3)
+
+
 def test_no_echo_of_a_replay_question_passes_for_its_answer():
     """"What is 16 divided by 4?" kept "16 divided by 4 equals 3." in run 35's replay, taught as right, and run 36
     kept "To determine if 17 is a prime number, we need to examine ..." as the answer to "Is 17 a prime number?"."""
