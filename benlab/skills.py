@@ -163,8 +163,12 @@ def loop_probe_right(index: int, answer: str) -> bool:
 
 
 def runs_tool(answer: str) -> bool:
-    """Whether chat_with_lab.py would run this reply as a tool call: its first line starts with TOOL:."""
-    return answer.strip().startswith(tools.TOOL_PREFIX)
+    """Whether chat_with_lab.py would take this reply for a tool call (one it runs, or one whose error it sends back),
+    by the loop's own parser."""
+    try:
+        return tools.parse_tool_call(answer) is not None
+    except tools.ToolError:
+        return True
 
 
 def session_right(meta: dict, exchange: dict) -> dict:
