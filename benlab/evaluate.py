@@ -273,11 +273,13 @@ def evaluate(adapter_dir: Path, eval_path: Path, limit: int | None = None, merge
     probes = skills.probe_chats()[: limit and 4 * limit]
     loop_probes = skills.probe_chats(LAB_LOOP_SYSTEM_PROMPT)[: len(probes)]  # as chat_with_lab.py asks them
     cache = BaseAnswerCache(base, {"precision": precision, "device": device, "reasoning": REASONING_TOKENS,
-                                   "session": SESSION_TOKENS, "generated": skills.GENERATED,
-                                   "probe_tokens": skills.PROBE_TOKENS}, enabled=base_cache)
-    # what is asked, without the reference answer (chat[-1]): a reworded reference is no new question
+                                   "session": SESSION_TOKENS, "probe_tokens": skills.PROBE_TOKENS},
+                           enabled=base_cache)
+    # what is asked, without the reference answer (chat[-1]): a reworded reference is no new question; a generated
+    # answer's key holds its kind's token budget, so a new kind adds answers and keeps the others
     asked = {"choices": [item_key(q["chat"][:-1], q["choices"]) for q in questions],
-             "texts": [item_key(row["meta"]["kind"], row["messages"][:-1]) for row in generated],
+             "texts": [item_key(row["meta"]["kind"], skills.GENERATED[row["meta"]["kind"]][1], row["messages"][:-1])
+                       for row in generated],
              "probes": [item_key(chat) for chat in probes],
              "loop_probes": [item_key(chat) for chat in loop_probes],
              "loss": [item_key(chat) for chat in chats]}
@@ -435,6 +437,8 @@ GOALS = {  # report key -> (what it measures, goal)
     "concepts": ("concept questions (held-out phrasings) answered with the key facts", ">= 0.80"),
     "loop_concepts": ("the same questions under chat_with_lab.py's TOOL-protocol prompt: the key facts, no TOOL line",
                       ">= 0.80 (ours)"),
+    "size_questions": ("whether the lab can run N qubits (held-out wordings, chat_with_lab.py's prompt): can or "
+                       "cannot as its limits say, that limit named, no TOOL line", ">= 0.90 (ours)"),
     "general_retention": ("of the probes the base answers right, the share the fine-tuned model keeps", ">= 0.90"),
     "general_probes": ("general-knowledge probes answered right", ""),
     "loop_general": ("of the probes the base answers right, the share answered right (no TOOL line) under "

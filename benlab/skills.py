@@ -23,6 +23,7 @@ GENERATED = {
     "measurement": ("invented_measurements", 208),  # the labelled expectations: 198 at most (run 38)
     "concept": ("concepts", 128),
     "loop_concept": ("loop_concepts", 128),
+    "size_question": ("size_questions", 96),
 }
 PROBE_TOKENS = 48
 REFUSAL = re.compile(r"cannot (?:run|simulate)|the lab has no ", re.IGNORECASE)  # how the refusal samples begin
@@ -143,6 +144,13 @@ def verdict(row: dict, answer: str) -> dict:
         missing = [f[0] for f in meta["facts"] if not any(s.lower() in answer.lower() for s in f)]
         ran = kind == "loop_concept" and runs_tool(answer)  # a question, not a request
         return {"ok": not missing and not ran, "missing": missing} | ({"tool_line": True} if ran else {})
+    if kind == "size_question":
+        # can or cannot as the limits say, with the limit that decides it, and answered rather than run
+        said_cannot, ran = bool(REFUSAL.search(answer)), runs_tool(answer)
+        limit = "4" if meta["system_size"] < 4 else "20"
+        named = limit in grounding.numbers(answer)
+        return ({"ok": said_cannot != meta["within_limits"] and named and not ran, "said_cannot": said_cannot,
+                 "limit_named": named} | ({"tool_line": True} if ran else {}))
     raise ValueError(f"no verdict for kind {kind}")
 
 

@@ -365,10 +365,14 @@ UNKNOWN_PHASES = ("toric code", "Kitaev chain", "Heisenberg antiferromagnet", "B
                   "AKLT chain", "XY model")
 
 
+def protocol_or_plain(rng: random.Random) -> str:
+    """A training TOOL-protocol prompt, or one time in five the plain prompt."""
+    return rng.choice(tools.TRAIN_PROTOCOL_PROMPTS + (SYSTEM_PROMPT,) * (len(tools.TRAIN_PROTOCOL_PROMPTS) // 4))
+
+
 def refusal_sample(rng: random.Random, split: str) -> dict:
     """A request outside the lab: a short answer with the limit, no TOOL line."""
-    plain = (SYSTEM_PROMPT,) * (len(tools.TRAIN_PROTOCOL_PROMPTS) // 4)  # one refusal in five under the plain prompt
-    system = rng.choice(tools.TRAIN_PROTOCOL_PROMPTS + plain)
+    system = protocol_or_plain(rng)
     if rng.random() < 0.5:
         # Worded as the requests the lab runs, the size in any of its forms: only the number says no. Run 30,
         # trained on "Run the ... with 24 qubits." alone, refused "the cluster state with 10 qubits" too.
@@ -378,11 +382,7 @@ def refusal_sample(rng: random.Random, split: str) -> dict:
         if rng.random() < 0.4:
             args["depth"] = rng.choice([2, 4, 8])
         question = request_text(rng, tool, in_request_order(rng, args), split)
-        # The size compared with the limit in words: run 36 refused 14 qubits and told a user "Ask for 24 qubits
-        # or fewer", as if any size in a request could be the one refused.
-        answer = (f"The lab cannot run {n} qubits: {n} is above its limit of 20, because it keeps every amplitude of "
-                  f"an exact state vector (system_size 4–20, and depth × 2^system_size ≤ 8,388,608). Ask for 20 "
-                  "qubits or fewer and I will run it.")
+        answer = size_answer(n)
     else:
         name = rng.choice(UNKNOWN_PHASES)
         question = rng.choice((f"Run a {name} experiment.", f"Can you simulate the {name} in the lab?",
@@ -392,6 +392,45 @@ def refusal_sample(rng: random.Random, split: str) -> dict:
     messages = [{"role": "system", "content": system}, {"role": "user", "content": question},
                 {"role": "assistant", "content": answer}]
     return chat_sample("refusal", messages, {}, Quotes(), source=LIMITS_SOURCE)
+
+
+def size_answer(n: int) -> str:
+    """Whether the lab runs n qubits, from its limits (docs/lab/README.md), beginning as a refusal does when not."""
+    if n > 20:
+        # The size compared with the limit in words: run 36 refused 14 qubits and told a user "Ask for 24 qubits
+        # or fewer", as if any size in a request could be the one refused.
+        return (f"The lab cannot run {n} qubits: {n} is above its limit of 20, because it keeps every amplitude of "
+                f"an exact state vector (system_size 4–20, and depth × 2^system_size ≤ 8,388,608). Ask for 20 "
+                "qubits or fewer and I will run it.")
+    if n < 4:
+        return (f"The lab cannot run {n} qubits: its smallest system is 4 qubits (system_size 4–20). Ask for 4 to "
+                "20 qubits and I will run it.")
+    return (f"The lab can run {n} qubits: system_size goes from 4 to 20, and {n} is within that (depth × "
+            "2^system_size ≤ 8,388,608 limits the depth near the top: at 20 qubits, depth ≤ 8). Tell me which phase "
+            "to run and I will run it.")
+
+
+SIZE_QUESTIONS = ("Can the lab run {n} qubits?", "Is {n} qubits too many for the lab?", "Could you simulate {n} spins?",
+                  "Does the lab go up to {n} qubits?", "Can the simulator handle a {n}-qubit chain?",
+                  "Would {n} qubits work in the lab?", "Is a {n}-qubit system within what the lab can do?",
+                  "How about {n} qubits, can the lab do that?")
+
+
+def size_question_sample(rng: random.Random, split: str) -> dict:
+    """A question whether the lab can run N qubits (over, within or under its limits): answered from the limits, no
+    TOOL line. With requests over the limit alone in training, run 56 answered "Can the lab run 24 qubits?" under
+    chat_with_lab.py's prompt with a 24-qubit run."""
+    n = rng.choice([21, 22, 24, 25, 28, 30, 32, 40, 50, 64, 100] if rng.random() < 0.45 else
+                   [2, 3] if rng.random() < 0.15 else list(range(4, 21)))
+    if split == "eval":  # as chat_with_lab.py asks it
+        system = tools.LAB_LOOP_SYSTEM_PROMPT
+    else:
+        system = protocol_or_plain(rng)
+    messages = [{"role": "system", "content": system},
+                {"role": "user", "content": rng.choice(wordings(SIZE_QUESTIONS, split)).format(n=n)},
+                {"role": "assistant", "content": size_answer(n)}]
+    return chat_sample("size_question", messages, {}, Quotes(), source=LIMITS_SOURCE, system_size=n,
+                       within_limits=4 <= n <= 20)
 
 
 # ---------------------------------------------------------------- measurement questions without a result

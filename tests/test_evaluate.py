@@ -184,6 +184,10 @@ def test_base_answers_are_reused_question_by_question(tiny_llama, lab_data, tmp_
     tool_call["messages"][1]["content"] += " Thanks."
     held_out.write_text("".join(json.dumps(row) + "\n" for row in rows))  # one question reworded
     assert "; 1 new, answered now" in report()[1]
+    # a kind's token budget is in its answers' keys: a new budget answers that kind anew and reuses every other answer
+    calls = min(2, sum(row["meta"]["kind"] == "tool_call" for row in rows))
+    monkeypatch.setitem(skills.GENERATED, "tool_call", ("tool_call", skills.GENERATED["tool_call"][1] + 1))
+    assert f"; {calls} new, answered now" in report()[1]
 
 
 def test_missing_eval_file_is_one_line(tmp_path, capsys):

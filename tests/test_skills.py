@@ -131,6 +131,22 @@ def test_a_concept_question_in_the_lab_loop_counts_only_when_answered_not_run():
     assert skills.verdict({**r, "meta": {"kind": "concept", **facts}}, 'TOOL: {"name": "tri"} echo overlap')["ok"]
 
 
+def test_a_size_question_counts_when_answered_as_the_limits_say_and_not_run():
+    def judged(n, answer):
+        r = row("size_question", {"system_size": n, "within_limits": 4 <= n <= 20},
+                {"role": "user", "content": f"Can the lab run {n} qubits?"}, {"role": "assistant", "content": ""})
+        return skills.verdict(r, answer)["ok"]
+
+    assert judged(24, "The lab cannot run 24 qubits: 24 is above its limit of 20.")
+    assert judged(12, "The lab can run 12 qubits: system_size goes from 4 to 20.")
+    assert judged(3, "The lab cannot run 3 qubits: its smallest system is 4 qubits.")
+    assert not judged(12, "The lab cannot run 12 qubits: 12 is above its limit of 20.")  # the wrong way round
+    assert not judged(24, "The lab can run 24 qubits: system_size goes up to 20.")
+    assert not judged(24, "The lab cannot run 24 qubits.")  # no limit: no reason a user can act on
+    assert not judged(12, 'TOOL: {"name": "run_phase", "args": {"phase_type": "spt_cluster", "system_size": 12}}\n'
+                          "The lab can run 12 qubits, up to 20.")  # asked, not requested
+
+
 def test_a_probe_in_the_lab_loop_counts_only_when_answered_not_run():
     index = next(i for i, (q, _) in enumerate(PROBES) if q == "What is 12 + 12?")
     assert skills.loop_probe_right(index, "12 + 12 = 24.")
