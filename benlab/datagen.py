@@ -345,7 +345,7 @@ def lab_free_samples(seed: int, counts: Counts, split: str) -> list[dict]:
         flat_rng = job_rng(seed, "train/flat-drills")
         rows += [number_drills.flat_check_sample(flat_rng) for _ in range(counts.drift)]
         rows += [tool_samples.refusal_sample(job_rng(seed, f"train/refusal/{i}"), split) for i in range(counts.loop // 4)]
-    n_size = counts.loop // 2 if split == "train" else HELD_OUT_QUESTIONS
+    n_size = counts.loop if split == "train" else HELD_OUT_QUESTIONS
     rows += [tool_samples.size_question_sample(job_rng(seed, f"{split}/size_question/{i}"), split) for i in range(n_size)]
     if split == "eval":
         rows += [tool_samples.lab_session(job_rng(seed, f"eval/session/{i}"),

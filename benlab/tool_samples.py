@@ -420,8 +420,11 @@ def size_question_sample(rng: random.Random, split: str) -> dict:
     """A question whether the lab can run N qubits (over, within or under its limits): answered from the limits, no
     TOOL line. With requests over the limit alone in training, run 56 answered "Can the lab run 24 qubits?" under
     chat_with_lab.py's prompt with a 24-qubit run."""
-    n = rng.choice([21, 22, 24, 25, 28, 30, 32, 40, 50, 64, 100] if rng.random() < 0.45 else
-                   [2, 3] if rng.random() < 0.15 else list(range(4, 21)))
+    # within the limits half the time: with 45% (12 of 24 samples), run 58 told 4 of 5 held-out sizes within them
+    # "9 is above its limit of 20", the over-the-limit answer its refusals also teach
+    draw = rng.random()
+    n = rng.choice(list(range(4, 21)) if draw < 0.5 else [2, 3] if draw < 0.6 else
+                   [21, 22, 24, 25, 28, 30, 32, 40, 50, 64, 100])
     if split == "eval":  # as chat_with_lab.py asks it
         system = tools.LAB_LOOP_SYSTEM_PROMPT
     else:
