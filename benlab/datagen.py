@@ -311,8 +311,8 @@ def raw_tri_comparison(a: dict, b: dict, rng: random.Random) -> dict:
 
 def lab_free_samples(seed: int, counts: Counts, split: str) -> list[dict]:
     """Samples that need no lab run: requests that become a TOOL line, measurement questions without a result,
-    requests the lab cannot run and questions whether it can, the lab's concepts, arithmetic drills; for the
-    evaluation also the scripted lab sessions."""
+    requests the lab cannot run, the lab's concepts, arithmetic drills; for the evaluation also questions whether
+    the lab can run N qubits and the scripted lab sessions."""
     # 2 measure-it answers per lab-loop conversation: with 0.8 (38), run 37 gave the string order's expectation
     # for every held-out quantity and phase
     n_calls, n_measure = 4 * counts.loop, 2 * counts.loop
@@ -345,9 +345,12 @@ def lab_free_samples(seed: int, counts: Counts, split: str) -> list[dict]:
         flat_rng = job_rng(seed, "train/flat-drills")
         rows += [number_drills.flat_check_sample(flat_rng) for _ in range(counts.drift)]
         rows += [tool_samples.refusal_sample(job_rng(seed, f"train/refusal/{i}"), split) for i in range(counts.loop // 4)]
-    n_size = counts.loop if split == "train" else HELD_OUT_QUESTIONS
-    rows += [tool_samples.size_question_sample(job_rng(seed, f"{split}/size_question/{i}"), split) for i in range(n_size)]
-    if split == "eval":
+    else:
+        # Asked only in the evaluation: trained (runs 58, 59) the answer followed the question's wording, not its
+        # number ("The lab can run 24 qubits: system_size goes from 4 to 20"), a false statement where untrained
+        # the loop sends the request and the lab's 422 says why.
+        rows += [tool_samples.size_question_sample(job_rng(seed, f"eval/size_question/{i}"), split)
+                 for i in range(HELD_OUT_QUESTIONS)]
         rows += [tool_samples.lab_session(job_rng(seed, f"eval/session/{i}"),
                                           tool_samples.SESSION_TOOLS[i % len(tool_samples.SESSION_TOOLS)],
                                           experiment_seed(job_rng(seed, f"eval/session-seed/{i}"), split))

@@ -87,7 +87,7 @@ def test_every_default_sample_is_grounded(default_data):
 def test_the_default_data_teaches_the_lab_loop(default_data):
     rows = [json.loads(line) for line in default_data[0].read_text().splitlines()]
     kinds = {row["meta"]["kind"] for row in rows}
-    assert {"tool_call", "tool_result", "follow_up", "refusal", "measurement", "concept", "size_question"} <= kinds
+    assert {"tool_call", "tool_result", "follow_up", "refusal", "measurement", "concept"} <= kinds
     assert len(rows) + len(default_data[1].read_text().splitlines()) >= 300
     # every tool_result conversation carries the lab's JSON and two assistant turns, the first a TOOL line
     for row in rows:
