@@ -349,7 +349,7 @@ def lab_free_samples(seed: int, counts: Counts, split: str) -> list[dict]:
         # Asked only in the evaluation: trained (runs 58, 59) the answer followed the question's wording, not its
         # number ("The lab can run 24 qubits: system_size goes from 4 to 20"), a false statement where untrained
         # the loop sends the request and the lab's 422 says why.
-        rows += [tool_samples.size_question_sample(job_rng(seed, f"eval/size_question/{i}"), split)
+        rows += [tool_samples.size_question_sample(job_rng(seed, f"eval/size_question/{i}"))
                  for i in range(HELD_OUT_QUESTIONS)]
         rows += [tool_samples.lab_session(job_rng(seed, f"eval/session/{i}"),
                                           tool_samples.SESSION_TOOLS[i % len(tool_samples.SESSION_TOOLS)],

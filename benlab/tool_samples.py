@@ -365,14 +365,10 @@ UNKNOWN_PHASES = ("toric code", "Kitaev chain", "Heisenberg antiferromagnet", "B
                   "AKLT chain", "XY model")
 
 
-def protocol_or_plain(rng: random.Random) -> str:
-    """A training TOOL-protocol prompt, or one time in five the plain prompt."""
-    return rng.choice(tools.TRAIN_PROTOCOL_PROMPTS + (SYSTEM_PROMPT,) * (len(tools.TRAIN_PROTOCOL_PROMPTS) // 4))
-
-
 def refusal_sample(rng: random.Random, split: str) -> dict:
     """A request outside the lab: a short answer with the limit, no TOOL line."""
-    system = protocol_or_plain(rng)
+    plain = (SYSTEM_PROMPT,) * (len(tools.TRAIN_PROTOCOL_PROMPTS) // 4)  # one refusal in five under the plain prompt
+    system = rng.choice(tools.TRAIN_PROTOCOL_PROMPTS + plain)
     if rng.random() < 0.5:
         # Worded as the requests the lab runs, the size in any of its forms: only the number says no. Run 30,
         # trained on "Run the ... with 24 qubits." alone, refused "the cluster state with 10 qubits" too.
@@ -410,27 +406,19 @@ def size_answer(n: int) -> str:
             "to run and I will run it.")
 
 
-SIZE_QUESTIONS = ("Can the lab run {n} qubits?", "Is {n} qubits too many for the lab?", "Could you simulate {n} spins?",
-                  "Does the lab go up to {n} qubits?", "Can the simulator handle a {n}-qubit chain?",
-                  "Would {n} qubits work in the lab?", "Is a {n}-qubit system within what the lab can do?",
-                  "How about {n} qubits, can the lab do that?")
+# Asked only in the evaluation (datagen.lab_free_samples says why they are not trained).
+SIZE_QUESTIONS = ("Is a {n}-qubit system within what the lab can do?", "How about {n} qubits, can the lab do that?")
 
 
-def size_question_sample(rng: random.Random, split: str) -> dict:
-    """A question whether the lab can run N qubits (over, within or under its limits): answered from the limits, no
-    TOOL line. With requests over the limit alone in training, run 56 answered "Can the lab run 24 qubits?" under
-    chat_with_lab.py's prompt with a 24-qubit run."""
-    # within the limits half the time: with 45% (12 of 24 samples), run 58 told 4 of 5 held-out sizes within them
-    # "9 is above its limit of 20", the over-the-limit answer its refusals also teach
+def size_question_sample(rng: random.Random) -> dict:
+    """A held-out question whether the lab can run N qubits (over, within or under its limits), as chat_with_lab.py
+    asks it: the reference answer is from the limits, no TOOL line. Run 56 answered "Can the lab run 24 qubits?" in
+    the loop with a 24-qubit run."""
     draw = rng.random()
     n = rng.choice(list(range(4, 21)) if draw < 0.5 else [2, 3] if draw < 0.6 else
                    [21, 22, 24, 25, 28, 30, 32, 40, 50, 64, 100])
-    if split == "eval":  # as chat_with_lab.py asks it
-        system = tools.LAB_LOOP_SYSTEM_PROMPT
-    else:
-        system = protocol_or_plain(rng)
-    messages = [{"role": "system", "content": system},
-                {"role": "user", "content": rng.choice(wordings(SIZE_QUESTIONS, split)).format(n=n)},
+    messages = [{"role": "system", "content": tools.LAB_LOOP_SYSTEM_PROMPT},
+                {"role": "user", "content": rng.choice(SIZE_QUESTIONS).format(n=n)},
                 {"role": "assistant", "content": size_answer(n)}]
     return chat_sample("size_question", messages, {}, Quotes(), source=LIMITS_SOURCE, system_size=n,
                        within_limits=4 <= n <= 20)

@@ -105,30 +105,23 @@ def test_a_size_over_the_limit_is_refused_in_every_form_a_request_states_sizes()
     assert forms == set(tool_samples.DETAIL_FORMS["system_size"][:-1])  # every training form, never the held-out one
 
 
-def test_size_questions_are_answered_from_the_limits_under_the_protocol_prompts():
-    """Run 56 answered "Can the lab run 24 qubits?" under chat_with_lab.py's prompt by running it: questions whether
-    the lab can run N qubits, over, within and under its limits, are answered without a TOOL line, mostly under the
-    protocol prompts in training, under chat_with_lab.py's prompt and in held-out wordings in the evaluation."""
+def test_held_out_size_questions_are_answered_from_the_limits_in_the_lab_loop():
+    """Run 56 answered "Can the lab run 24 qubits?" under chat_with_lab.py's prompt by running it: the evaluation asks
+    whether the lab can run N qubits, over, within and under its limits, under that prompt; the reference answers say
+    can or cannot by the number, from the limits page, with no TOOL line."""
     import random
 
     from benlab import grounding, tool_samples
-    from benlab.prompts import SYSTEM_PROMPT
 
     limits = (ROOT / tool_samples.LIMITS_SOURCE).read_text()
     rng = random.Random(3)
-    train = [tool_samples.size_question_sample(rng, "train") for _ in range(300)]
-    held_out = [tool_samples.size_question_sample(rng, "eval") for _ in range(60)]
-    for sample in train + held_out:
+    held_out = [tool_samples.size_question_sample(rng) for _ in range(120)]
+    for sample in held_out:
         n, answer = sample["meta"]["system_size"], sample["messages"][-1]["content"]
         assert tools.parse_tool_call(answer) is None
         assert answer.startswith(f"The lab can run {n} qubits" if 4 <= n <= 20 else f"The lab cannot run {n} qubits")
         assert sample["meta"]["within_limits"] == (4 <= n <= 20)
         assert not grounding.ungrounded(sample["messages"], limits)
-    assert {s["meta"]["within_limits"] for s in train} == {True, False}
-    assert {s["meta"]["system_size"] < 4 for s in train} == {True, False}
-    systems = [s["messages"][0]["content"] for s in train]
-    assert set(systems) == set(tools.TRAIN_PROTOCOL_PROMPTS) | {SYSTEM_PROMPT}
-    assert 0.1 < systems.count(SYSTEM_PROMPT) / len(systems) < 0.3
+    assert {(s["meta"]["within_limits"], s["meta"]["system_size"] < 4) for s in held_out} == {
+        (True, False), (False, False), (False, True)}
     assert {s["messages"][0]["content"] for s in held_out} == {tools.LAB_LOOP_SYSTEM_PROMPT}
-    asked = {s["messages"][1]["content"].replace(str(s["meta"]["system_size"]), "{n}") for s in held_out}
-    assert asked == set(tool_samples.SIZE_QUESTIONS[-tool_samples.HELD_OUT:])
