@@ -345,12 +345,9 @@ def lab_free_samples(seed: int, counts: Counts, split: str) -> list[dict]:
         flat_rng = job_rng(seed, "train/flat-drills")
         rows += [number_drills.flat_check_sample(flat_rng) for _ in range(counts.drift)]
         rows += [tool_samples.refusal_sample(job_rng(seed, f"train/refusal/{i}"), split) for i in range(counts.loop // 4)]
-    else:
-        # Asked only in the evaluation: trained (runs 58, 59) the answer followed the question's wording, not its
-        # number ("The lab can run 24 qubits: system_size goes from 4 to 20"), a false statement where untrained
-        # the loop sends the request and the lab's 422 says why.
-        rows += [tool_samples.size_question_sample(job_rng(seed, f"eval/size_question/{i}"))
-                 for i in range(HELD_OUT_QUESTIONS)]
+    n_size = counts.loop if split == "train" else HELD_OUT_QUESTIONS
+    rows += [tool_samples.size_question_sample(job_rng(seed, f"{split}/size_question/{i}"), split) for i in range(n_size)]
+    if split == "eval":
         rows += [tool_samples.lab_session(job_rng(seed, f"eval/session/{i}"),
                                           tool_samples.SESSION_TOOLS[i % len(tool_samples.SESSION_TOOLS)],
                                           experiment_seed(job_rng(seed, f"eval/session-seed/{i}"), split))

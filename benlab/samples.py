@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+from itertools import count
 
 from benlab.lab import experiments
 from benlab.prompts import SYSTEM_PROMPT
@@ -233,17 +234,21 @@ COMPARE_TRI = (
 
 
 PLACES = ("ones", "tenths", "hundredths", "thousandths")
+WHOLE_PLACES = ("hundreds", "tens", "ones")
 
 
 def digit_walk(x: str, y: str) -> tuple[str, str]:
-    """Two non-negative numbers under 10, as quoted, compared place by place until their digits differ: ("ones 0
-    and 0, equal; tenths 3 and 2, 3 > 2", ">"). A small model copies two digits and compares them reliably, while
+    """Two non-negative numbers under 1000, as quoted, compared place by place until their digits differ: ("ones 0
+    and 0, equal; tenths 3 and 2, 3 > 2", ">"); whole numbers of different lengths are compared with leading zeros
+    ("tens 0 and 2, 0 < 2" for 9 against 20). A small model copies two digits and compares them reliably, while
     it judged "0.030 > 0.192" and "Run A's 0.4 < Run B's 0.2" near chance: trained on 300 drills alone, this walk
     answered 59 of 60 new drills right, the one-step comparison 35 of 60."""
     (xw, _, xf), (yw, _, yf) = x.partition("."), y.partition(".")
+    whole = min(max(len(xw), len(yw)), len(WHOLE_PLACES))
     width = min(max(len(xf), len(yf)), len(PLACES) - 1)
+    places = WHOLE_PLACES[-whole:] + PLACES[1:]
     steps = []
-    for place, a, b in zip(PLACES, xw + xf.ljust(width, "0"), yw + yf.ljust(width, "0")):
+    for place, a, b in zip(places, xw.zfill(whole) + xf.ljust(width, "0"), yw.zfill(whole) + yf.ljust(width, "0")):
         if a != b:
             sign = ">" if a > b else "<"
             return "; ".join(steps + [f"{place} {a} and {b}, {a} {sign} {b}"]), sign
@@ -428,7 +433,10 @@ def discovery_text(response: dict, request: dict, q: Quotes) -> str:
     phases = response.get("phases") or request.get("phases") or list(PHASES)
     k = response["num_clusters"]
     parts = []
-    for i, counts in enumerate(response["cluster_label_stats"], start=1):
+    # the lab's own cluster numbers where it gives them (a numbering of our own contradicted the JSON's "cluster"),
+    # else the position in the original lab's list
+    ids = [c["cluster"] for c in response["clusters"]] if "clusters" in response else count()
+    for i, counts in zip(ids, response["cluster_label_stats"]):
         listing = " and ".join(f"{c} {p}" for p, c in counts.items()) or "no runs"
         parts.append(f"cluster {i} holds {listing}" + (" (clean)" if len(counts) == 1 else " (mixed)"))
     mixed = [c for c in response["cluster_label_stats"] if len(c) > 1]

@@ -222,8 +222,10 @@ def stated_args(rng: random.Random, tool: str, params: dict) -> dict:
 
 def request_text(rng: random.Random, tool: str, args: dict, split: str) -> str:
     if tool == "discovery":
-        phases = args["phases"]
-        what = " and ".join(", ".join(phases).rsplit(", ", 1)) if len(phases) < len(PHASES) else "all four phases"
+        # the phases in the names people use as well: runs 56-59 sent "Run discovery on the GHZ state and the
+        # paramagnet" as all four phases, trained on the lab's names alone
+        named = [word if word in PHASES else f"the {word}" for word in (phase_words(rng, p) for p in args["phases"])]
+        what = " and ".join(", ".join(named).rsplit(", ", 1)) if len(named) < len(PHASES) else "all four phases"
         rest = {k: v for k, v in args.items() if k != "phases"}
         return rng.choice(wordings(REQUESTS[tool], split)).format(what=what, details=details_text(rng, rest, split))
     rest = {k: v for k, v in args.items() if k != "phase_type"}
@@ -367,8 +369,7 @@ UNKNOWN_PHASES = ("toric code", "Kitaev chain", "Heisenberg antiferromagnet", "B
 
 def refusal_sample(rng: random.Random, split: str) -> dict:
     """A request outside the lab: a short answer with the limit, no TOOL line."""
-    plain = (SYSTEM_PROMPT,) * (len(tools.TRAIN_PROTOCOL_PROMPTS) // 4)  # one refusal in five under the plain prompt
-    system = rng.choice(tools.TRAIN_PROTOCOL_PROMPTS + plain)
+    system = protocol_or_plain(rng)
     if rng.random() < 0.5:
         # Worded as the requests the lab runs, the size in any of its forms: only the number says no. Run 30,
         # trained on "Run the ... with 24 qubits." alone, refused "the cluster state with 10 qubits" too.
@@ -390,35 +391,49 @@ def refusal_sample(rng: random.Random, split: str) -> dict:
     return chat_sample("refusal", messages, {}, Quotes(), source=LIMITS_SOURCE)
 
 
+def protocol_or_plain(rng: random.Random) -> str:
+    """A training protocol prompt, or the plain prompt one time in five."""
+    plain = (SYSTEM_PROMPT,) * (len(tools.TRAIN_PROTOCOL_PROMPTS) // 4)
+    return rng.choice(tools.TRAIN_PROTOCOL_PROMPTS + plain)
+
+
 def size_answer(n: int) -> str:
-    """Whether the lab runs n qubits, from its limits (docs/lab/README.md), beginning as a refusal does when not."""
-    if n > 20:
-        # The size compared with the limit in words: run 36 refused 14 qubits and told a user "Ask for 24 qubits
-        # or fewer", as if any size in a request could be the one refused.
-        return (f"The lab cannot run {n} qubits: {n} is above its limit of 20, because it keeps every amplitude of "
-                f"an exact state vector (system_size 4–20, and depth × 2^system_size ≤ 8,388,608). Ask for 20 "
-                "qubits or fewer and I will run it.")
-    if n < 4:
-        return (f"The lab cannot run {n} qubits: its smallest system is 4 qubits (system_size 4–20). Ask for 4 to "
-                "20 qubits and I will run it.")
-    return (f"The lab can run {n} qubits: system_size goes from 4 to 20, and {n} is within that (depth × "
-            "2^system_size ≤ 8,388,608 limits the depth near the top: at 20 qubits, depth ≤ 8). Tell me which phase "
-            "to run and I will run it.")
+    """Whether the lab runs n qubits, from its limits (docs/lab/README.md): n compared digit by digit with the
+    largest system, 20, then with the smallest, 4, before the verdict. Answers that began with the verdict ("The lab
+    can run ...") picked it by the question's wording, not its number: trained on them, run 58 told 9 qubits "9 is
+    above its limit of 20" and run 59 told 30 qubits "30 is within that"."""
+    walk, sign = samples.digit_walk(str(n), "20")
+    text = f"{n} qubits against the lab's largest system, 20: {walk}, so {n} {sign} 20"
+    if sign == ">":
+        return (f"{text}, and the lab cannot run {n} qubits: it keeps every amplitude of an exact state vector "
+                "(system_size 4–20, and depth × 2^system_size ≤ 8,388,608). Ask for 20 qubits or fewer and I will "
+                "run it.")
+    walk, sign = samples.digit_walk(str(n), "4")
+    text += f"; against its smallest, 4: {walk}, so {n} {sign} 4"
+    if sign == "<":
+        return f"{text}, and the lab cannot run {n} qubits (system_size 4–20). Ask for 4 to 20 qubits and I will run it."
+    return (f"{text}, and the lab can run {n} qubits (system_size 4–20; depth × 2^system_size ≤ 8,388,608 limits the "
+            "depth near the top: at 20 qubits, depth ≤ 8). Tell me which phase to run and I will run it.")
 
 
-# Asked only in the evaluation (datagen.lab_free_samples says why they are not trained).
-SIZE_QUESTIONS = ("Is a {n}-qubit system within what the lab can do?", "How about {n} qubits, can the lab do that?")
+# The last two are held out for the evaluation.
+SIZE_QUESTIONS = ("Can the lab run {n} qubits?", "Is {n} qubits too many for the lab?", "Could you simulate {n} spins?",
+                  "Does the lab go up to {n} qubits?", "Can the simulator handle a {n}-qubit chain?",
+                  "Would {n} qubits work in the lab?", "Is a {n}-qubit system within what the lab can do?",
+                  "How about {n} qubits, can the lab do that?")
 
 
-def size_question_sample(rng: random.Random) -> dict:
-    """A held-out question whether the lab can run N qubits (over, within or under its limits), as chat_with_lab.py
-    asks it: the reference answer is from the limits, no TOOL line. Run 56 answered "Can the lab run 24 qubits?" in
-    the loop with a 24-qubit run."""
+def size_question_sample(rng: random.Random, split: str) -> dict:
+    """A question whether the lab can run N qubits (over, within or under its limits), answered from the limits
+    with no TOOL line: run 56 answered "Can the lab run 24 qubits?" in chat_with_lab.py with a 24-qubit run. The
+    evaluation asks it as chat_with_lab.py does; training under the protocol prompts or the plain one. Within the
+    limits half the time: run 58, with 12 of 24, told 4 of 5 held-out sizes within them they were above."""
     draw = rng.random()
     n = rng.choice(list(range(4, 21)) if draw < 0.5 else [2, 3] if draw < 0.6 else
                    [21, 22, 24, 25, 28, 30, 32, 40, 50, 64, 100])
-    messages = [{"role": "system", "content": tools.LAB_LOOP_SYSTEM_PROMPT},
-                {"role": "user", "content": rng.choice(SIZE_QUESTIONS).format(n=n)},
+    system = tools.LAB_LOOP_SYSTEM_PROMPT if split == "eval" else protocol_or_plain(rng)
+    messages = [{"role": "system", "content": system},
+                {"role": "user", "content": rng.choice(wordings(SIZE_QUESTIONS, split)).format(n=n)},
                 {"role": "assistant", "content": size_answer(n)}]
     return chat_sample("size_question", messages, {}, Quotes(), source=LIMITS_SOURCE, system_size=n,
                        within_limits=4 <= n <= 20)

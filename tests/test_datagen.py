@@ -124,7 +124,11 @@ def test_a_negative_fingerprint_is_below_the_level_without_a_digit_walk():
      ("1.023", "0.363", "ones 1 and 0, 1 > 0", ">"),
      ("0.436", "0.412", "ones 0 and 0, equal; tenths 4 and 4, equal; hundredths 3 and 1, 3 > 1", ">"),
      ("0.5", "0.512", "ones 0 and 0, equal; tenths 5 and 5, equal; hundredths 0 and 1, 0 < 1", "<"),
-     ("0.50", "0.50", "ones 0 and 0, equal; tenths 5 and 5, equal; hundredths 0 and 0, equal", "=")],
+     ("0.50", "0.50", "ones 0 and 0, equal; tenths 5 and 5, equal; hundredths 0 and 0, equal", "="),
+     ("24", "20", "tens 2 and 2, equal; ones 4 and 0, 4 > 0", ">"),
+     ("9", "20", "tens 0 and 2, 0 < 2", "<"),
+     ("100", "20", "hundreds 1 and 0, 1 > 0", ">"),
+     ("20", "20", "tens 2 and 2, equal; ones 0 and 0, equal", "=")],
 )
 def test_the_digit_walk_stops_at_the_first_place_that_differs(x, y, walk, sign):
     assert samples.digit_walk(x, y) == (walk, sign)
@@ -393,6 +397,39 @@ def test_discovery_requests_are_trained_twice_as_often():
     held_out = Counter(row["meta"]["call"]["name"] for row in datagen.lab_free_samples(0, datagen.Counts(loop=8), "eval")
                        if row["meta"]["kind"] == "tool_call")
     assert set(held_out.values()) == {datagen.HELD_OUT_TOOL_CALLS // 4}
+
+
+def test_discovery_requests_name_the_phases_as_people_do():
+    """Runs 56-59 sent "Run discovery on the GHZ state and the paramagnet" as all four phases: the requests trained
+    name the phases they list in the words people use too, and the TOOL line holds the lab's names of exactly those."""
+    from benlab import tool_samples
+
+    rows = [row for row in datagen.lab_free_samples(0, datagen.Counts(loop=48), "train")
+            if row["meta"]["kind"] == "tool_call" and row["meta"]["call"]["name"] == "discovery"]
+    everyday = {word for phase, words in tool_samples.PHASE_WORDS.items() for word in words if word != phase}
+    named = set()
+    for row in rows:
+        phases, request = row["meta"]["call"]["args"]["phases"], row["messages"][1]["content"]
+        if len(phases) < len(samples.PHASES):
+            for phase in phases:
+                found = [w for w in tool_samples.PHASE_WORDS[phase] if w in request]
+                assert found, (phase, request)
+                named.update(found)
+    assert len(named & everyday) >= 8
+
+
+def test_a_discovery_explanation_numbers_the_clusters_as_the_lab_does():
+    """The lab's clusters come in phase order with k-means' own numbers: an explanation that numbered them 1, 2, ...
+    told a user "cluster 2 holds 6 spt_cluster" where the JSON's cluster 2 held pseudorandom."""
+    clusters = [{"cluster": 3, "counts": {"ising_symmetry_breaking": 5}}, {"cluster": 0, "counts": {"spt_cluster": 5}}]
+    response = {"cluster_label_stats": [c["counts"] for c in clusters], "clusters": clusters, "num_samples": 10,
+                "num_clusters": 2, "phases": ["ising_symmetry_breaking", "spt_cluster"], "purity": 1.0,
+                "adjusted_rand_index": 1.0}
+    text = samples.discovery_text(response, {}, samples.Quotes())
+    assert "cluster 3 holds 5 ising_symmetry_breaking (clean); cluster 0 holds 5 spt_cluster (clean)" in text
+    original = {k: response[k] for k in ("cluster_label_stats", "num_samples", "num_clusters")}  # no "clusters"
+    assert "cluster 0 holds 5 ising_symmetry_breaking (clean); cluster 1 holds 5 spt_cluster" in samples.discovery_text(
+        original, {}, samples.Quotes())
 
 
 def test_concept_questions_are_also_asked_under_the_tool_protocol():

@@ -140,6 +140,12 @@ def test_a_size_question_counts_when_answered_as_the_limits_say_and_not_run():
     assert judged(24, "The lab cannot run 24 qubits: 24 is above its limit of 20.")
     assert judged(12, "The lab can run 12 qubits: system_size goes from 4 to 20.")
     assert judged(3, "The lab cannot run 3 qubits: its smallest system is 4 qubits.")
+    assert judged(24, "24 qubits against the lab's largest system, 20: tens 2 and 2, equal; ones 4 and 0, 4 > 0, so "
+                      "24 > 20, and the lab cannot run 24 qubits.")
+    assert judged(12, "12 qubits against the lab's largest system, 20: tens 1 and 2, 1 < 2, so 12 < 20; against its "
+                      "smallest, 4: tens 1 and 0, 1 > 0, so 12 > 4, and the lab can run 12 qubits.")
+    assert not judged(12, "12 qubits against the lab's largest system, 20: tens 1 and 2, 1 > 2, so 12 > 20, and the "
+                          "lab cannot run 12 qubits.")  # a wrong comparison's verdict is wrong
     assert not judged(12, "The lab cannot run 12 qubits: 12 is above its limit of 20.")  # the wrong way round
     assert not judged(24, "The lab can run 24 qubits: system_size goes up to 20.")
     assert not judged(24, "The lab cannot run 24 qubits.")  # no limit: no reason a user can act on

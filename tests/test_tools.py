@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from benlab import tools
+from benlab.prompts import SYSTEM_PROMPT
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,32 +97,42 @@ def test_a_size_over_the_limit_is_refused_in_every_form_a_request_states_sizes()
         sample = tool_samples.refusal_sample(rng, "train")
         question, answer = sample["messages"][1]["content"], sample["messages"][-1]["content"]
         assert "TOOL:" not in answer
-        if answer.startswith("The lab cannot run "):
-            n = int(answer.split()[4])
-            assert n > 20 and f"{n} is above its limit of 20" in answer
+        if not answer.startswith("The lab has no "):
+            n = int(answer.split()[0])
+            assert n > 20 and f"so {n} > 20, and the lab cannot run {n} qubits" in answer
             found = [form for form in tool_samples.DETAIL_FORMS["system_size"] if form.format(n) in question]
             assert found, question
             forms.add(max(found, key=len))
     assert forms == set(tool_samples.DETAIL_FORMS["system_size"][:-1])  # every training form, never the held-out one
 
 
-def test_held_out_size_questions_are_answered_from_the_limits_in_the_lab_loop():
-    """Run 56 answered "Can the lab run 24 qubits?" under chat_with_lab.py's prompt by running it: the evaluation asks
-    whether the lab can run N qubits, over, within and under its limits, under that prompt; the reference answers say
-    can or cannot by the number, from the limits page, with no TOOL line."""
+def test_size_questions_compare_the_number_with_the_limits_before_saying_whether_the_lab_can_run_it():
+    """Run 56 answered "Can the lab run 24 qubits?" under chat_with_lab.py's prompt by running it; trained on answers
+    that began with the verdict, runs 58-59 picked it by the wording. The answers compare N with 20 and then 4, digit
+    by digit, then say can or cannot as the limits page does, with no TOOL line; the evaluation asks its own wordings
+    under chat_with_lab.py's prompt."""
     import random
 
-    from benlab import grounding, tool_samples
+    from benlab import grounding, samples, tool_samples
 
     limits = (ROOT / tool_samples.LIMITS_SOURCE).read_text()
     rng = random.Random(3)
-    held_out = [tool_samples.size_question_sample(rng) for _ in range(120)]
-    for sample in held_out:
-        n, answer = sample["meta"]["system_size"], sample["messages"][-1]["content"]
-        assert tools.parse_tool_call(answer) is None
-        assert answer.startswith(f"The lab can run {n} qubits" if 4 <= n <= 20 else f"The lab cannot run {n} qubits")
-        assert sample["meta"]["within_limits"] == (4 <= n <= 20)
-        assert not grounding.ungrounded(sample["messages"], limits)
-    assert {(s["meta"]["within_limits"], s["meta"]["system_size"] < 4) for s in held_out} == {
-        (True, False), (False, False), (False, True)}
-    assert {s["messages"][0]["content"] for s in held_out} == {tools.LAB_LOOP_SYSTEM_PROMPT}
+    asked = {split: [tool_samples.size_question_sample(rng, split) for _ in range(120)] for split in ("train", "eval")}
+    for split, rows in asked.items():
+        for sample in rows:
+            n, answer = sample["meta"]["system_size"], sample["messages"][-1]["content"]
+            assert tools.parse_tool_call(answer) is None
+            walk, sign = samples.digit_walk(str(n), "20")
+            assert answer.startswith(f"{n} qubits against the lab's largest system, 20: {walk}, so {n} {sign} 20")
+            verdict = f"the lab can run {n} qubits" if 4 <= n <= 20 else f"the lab cannot run {n} qubits"
+            assert verdict in answer and answer.index(verdict) > answer.index(f"{sign} 20")
+            assert sample["meta"]["within_limits"] == (4 <= n <= 20)
+            assert not grounding.ungrounded(sample["messages"], limits)
+        assert {(s["meta"]["within_limits"], s["meta"]["system_size"] < 4) for s in rows} == {
+            (True, False), (False, False), (False, True)}
+    assert {s["messages"][0]["content"] for s in asked["eval"]} == {tools.LAB_LOOP_SYSTEM_PROMPT}
+    assert {s["messages"][0]["content"] for s in asked["train"]} <= {*tools.TRAIN_PROTOCOL_PROMPTS, SYSTEM_PROMPT}
+    questions = {split: {s["messages"][1]["content"].replace(str(s["meta"]["system_size"]), "{n}") for s in rows}
+                 for split, rows in asked.items()}
+    assert questions["eval"] == set(tool_samples.SIZE_QUESTIONS[-2:])
+    assert questions["train"] == set(tool_samples.SIZE_QUESTIONS[:-2])
