@@ -164,6 +164,8 @@ def test_probe_answers_are_matched_as_whole_words():
     index = next(i for i, (q, _) in enumerate(PROBES) if q == "What is 12 + 12?")
     assert skills.probe_right(index, "12 + 12 = 24.")
     assert not skills.probe_right(index, "The answer is 124.") and not skills.probe_right(index, "It is 2.4.")
+    light = next(i for i, (q, _) in enumerate(PROBES) if q.startswith("What is the speed of light"))
+    assert skills.probe_right(light, "The speed of light in a vacuum is approximately 299,792.458 km/s.")  # exact
     paris = next(i for i, (q, _) in enumerate(PROBES) if "France" in q)
     assert skills.probe_right(paris, "The capital of France is Paris.")
     assert not skills.probe_right(paris, "The capital of France is France.")
