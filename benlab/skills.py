@@ -27,6 +27,7 @@ GENERATED = {
 }
 PROBE_TOKENS = 48
 REFUSAL = re.compile(r"cannot (?:run|simulate)|the lab has no ", re.IGNORECASE)  # how the refusal samples begin
+WHOLE_COMPARISON = re.compile(r"(?<![\d.])(\d+) ([<>=]) (\d+)(?![\d.])")  # "24 > 20", "1 < 2"
 
 
 def picked_phase(answer: str) -> str | None:
@@ -149,9 +150,16 @@ def verdict(row: dict, answer: str) -> dict:
         said_cannot, ran = bool(REFUSAL.search(answer)), runs_tool(answer)
         limit = "4" if meta["system_size"] < 4 else "20"
         named = limit in grounding.numbers(answer)
-        return ({"ok": said_cannot != meta["within_limits"] and named and not ran, "said_cannot": said_cannot,
-                 "limit_named": named} | ({"tool_line": True} if ran else {}))
+        false = [m.group(0) for m in WHOLE_COMPARISON.finditer(answer) if not holds(*m.groups())]  # "5 > 20"
+        return ({"ok": said_cannot != meta["within_limits"] and named and not ran and not false,
+                 "said_cannot": said_cannot, "limit_named": named}
+                | ({"tool_line": True} if ran else {}) | ({"false_comparisons": false} if false else {}))
     raise ValueError(f"no verdict for kind {kind}")
+
+
+def holds(left: str, sign: str, right: str) -> bool:
+    a, b = int(left), int(right)
+    return a > b if sign == ">" else a < b if sign == "<" else a == b
 
 
 def probe_chats(system: str = SYSTEM_PROMPT) -> list[list[dict]]:

@@ -146,6 +146,8 @@ def test_a_size_question_counts_when_answered_as_the_limits_say_and_not_run():
                       "smallest, 4: tens 1 and 0, 1 > 0, so 12 > 4, and the lab can run 12 qubits.")
     assert not judged(12, "12 qubits against the lab's largest system, 20: tens 1 and 2, 1 > 2, so 12 > 20, and the "
                           "lab cannot run 12 qubits.")  # a wrong comparison's verdict is wrong
+    assert not judged(24, "24 qubits against the lab's largest system, 20: tens 2 and 2, equal; ones 4 and 0, 4 < 0, so "
+                          "24 > 20, and the lab cannot run 24 qubits.")  # the right verdict from a false step
     assert not judged(12, "The lab cannot run 12 qubits: 12 is above its limit of 20.")  # the wrong way round
     assert not judged(24, "The lab can run 24 qubits: system_size goes up to 20.")
     assert not judged(24, "The lab cannot run 24 qubits.")  # no limit: no reason a user can act on
