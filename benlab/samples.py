@@ -239,19 +239,16 @@ WHOLE_PLACES = ("hundreds", "tens", "ones")
 
 def digit_walk(x: str, y: str) -> tuple[str, str]:
     """Two non-negative numbers under 1000, as quoted, compared place by place until their digits differ: ("ones 0
-    and 0, equal; tenths 3 and 2, 3 > 2", ">"); whole parts of different lengths by their number of digits ("5 has 1
-    digit, 20 has 2"; written "tens 0 and 2", run 60 compared 5 with 20 as "tens 5 and 2"). A small model copies
-    two digits and compares them reliably, while it judged "0.030 > 0.192" and "Run A's 0.4 < Run B's 0.2" near
-    chance: trained on 300 drills alone, this walk answered 59 of 60 new drills right, the one-step comparison 35 of
-    60."""
+    and 0, equal; tenths 3 and 2, 3 > 2", ">"); whole numbers of different lengths are compared with leading zeros
+    ("tens 0 and 2, 0 < 2" for 9 against 20). A small model copies two digits and compares them reliably, while
+    it judged "0.030 > 0.192" and "Run A's 0.4 < Run B's 0.2" near chance: trained on 300 drills alone, this walk
+    answered 59 of 60 new drills right, the one-step comparison 35 of 60."""
     (xw, _, xf), (yw, _, yf) = x.partition("."), y.partition(".")
-    if len(xw) != len(yw):
-        return (f"{x} has {len(xw)} digit{'s' * (len(xw) > 1)}, {y} has {len(yw)}",
-                ">" if len(xw) > len(yw) else "<")
+    whole = min(max(len(xw), len(yw)), len(WHOLE_PLACES))
     width = min(max(len(xf), len(yf)), len(PLACES) - 1)
-    places = WHOLE_PLACES[-len(xw):] + PLACES[1:]
+    places = WHOLE_PLACES[-whole:] + PLACES[1:]
     steps = []
-    for place, a, b in zip(places, xw + xf.ljust(width, "0"), yw + yf.ljust(width, "0")):
+    for place, a, b in zip(places, xw.zfill(whole) + xf.ljust(width, "0"), yw.zfill(whole) + yf.ljust(width, "0")):
         if a != b:
             sign = ">" if a > b else "<"
             return "; ".join(steps + [f"{place} {a} and {b}, {a} {sign} {b}"]), sign

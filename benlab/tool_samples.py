@@ -428,10 +428,9 @@ def size_question_sample(rng: random.Random, split: str) -> dict:
     with no TOOL line: run 56 answered "Can the lab run 24 qubits?" in chat_with_lab.py with a 24-qubit run. The
     evaluation asks it as chat_with_lab.py does; training under the protocol prompts or the plain one. Within the
     limits half the time: run 58, with 12 of 24, told 4 of 5 held-out sizes within them they were above."""
-    # training sees 20 and 4 more often: run 60, with 20 once in 48, walked 20 against 20 past its last digit
-    within = list(range(4, 21)) + ([4, 20, 20] if split == "train" else [])
     draw = rng.random()
-    n = rng.choice(within if draw < 0.5 else [2, 3] if draw < 0.6 else [21, 22, 24, 25, 28, 30, 32, 40, 50, 64, 100])
+    n = rng.choice(list(range(4, 21)) if draw < 0.5 else [2, 3] if draw < 0.6 else
+                   [21, 22, 24, 25, 28, 30, 32, 40, 50, 64, 100])
     system = tools.LAB_LOOP_SYSTEM_PROMPT if split == "eval" else protocol_or_plain(rng)
     messages = [{"role": "system", "content": system},
                 {"role": "user", "content": rng.choice(wordings(SIZE_QUESTIONS, split)).format(n=n)},
