@@ -107,7 +107,7 @@ PROBES = (
     ("What is the SI unit of length?", ("meter", "meters", "metre", "metres")),
     ("What force keeps us on the ground?", ("gravity",)),
     ("What is the speed of light in a vacuum, approximately, in km/s?",
-     ("300,000", "300000", "299,792", "299792", "299,792.458", "299792.458")),  # the exact value, run 60's
+     ("300,000", "300000", "299,792", "299792", "299,792.458", "299792.458")),  # exact: run 60 was counted wrong
     # Added when the base model was right on only 41 of the 70 above under the lab's prompt (the issue asks for at
     # least 60 it answers right): questions of the same kinds that the base answers right under the lab's prompt and
     # under a plain assistant prompt, chosen from 83 candidates by the base model's answers alone.
