@@ -19,11 +19,18 @@ from __future__ import annotations
 import re
 
 
-def has_answer(text: str, accepted: tuple[str, ...]) -> bool:
-    """Whether the text contains one of the accepted answers (numbers and short words as whole words: "24" is not
-    in "124" or "2.4", but "100.0" is 100)."""
+def answer_end(text: str, accepted: tuple[str, ...]) -> int | None:
+    """Where the first of the accepted answers in the text ends (numbers and short words as whole words: "24" is
+    not in "124" or "2.4", but "100.0" is 100), or None."""
     text = text.lower()
-    return any(re.search(rf"(?<![\w.]){re.escape(a)}(?:\.0+)?(?![\w]|\.\d)", text) for a in accepted)
+    found = [m.end() for a in accepted
+             for m in [re.search(rf"(?<![\w.]){re.escape(a)}(?:\.0+)?(?![\w]|\.\d)", text)] if m]
+    return min(found) if found else None
+
+
+def has_answer(text: str, accepted: tuple[str, ...]) -> bool:
+    """Whether the text contains one of the accepted answers (as `answer_end` finds them)."""
+    return answer_end(text, accepted) is not None
 
 
 SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
@@ -34,6 +41,29 @@ def first_sentence(text: str) -> str:
     based on the human body's anatomy ..." -> "The answer is 206."."""
     end = SENTENCE_END.search(text)
     return text[: end.end()].rstrip() if end else text
+
+
+# Where an aside begins: a clause joined by a comma, or brackets.
+ASIDE = re.compile(r",\s+(?:which|who|whose|where|but|and|or|while|although|though|specifically|bordered|making|as)\b"
+                   r"|\s[(\[]")
+
+
+def answer_clause(sentence: str, accepted: tuple[str, ...]) -> str:
+    """The sentence without the aside that follows its answer. The base model's asides invent ("The smallest planet
+    ... is Mercury, which is approximately 49,999.424 times the size of Earth.", "... is the Nile River, which runs
+    through Egypt and is the largest river in the world."); run 60 was trained on them and answered "A day is
+    approximately 86,456.67 hours long." and "Egypt is a continent located in the Western World"."""
+    end = answer_end(sentence, accepted)
+    aside = ASIDE.search(sentence, end) if end is not None else None
+    return sentence[: aside.start()].rstrip(" .,") + "." if aside else sentence
+
+
+def repeats_itself(text: str) -> bool:
+    """Whether the text loops: four words that come back twice more ("I'm unable to provide" three times in one
+    reply) or one word four times in a row ("apple, apple, apple, apple, ..."). Trained on, a loop is learnt."""
+    words = re.findall(r"[\w']+", text.lower())
+    runs = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
+    return any(runs.count(run) >= 3 or len(set(run)) == 1 for run in runs)
 
 
 PROBES = (

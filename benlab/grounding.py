@@ -93,6 +93,12 @@ def derivations(text: str) -> list[re.Match]:
             if re.search(r"\d", m.group(1)) and re.search(r"[+\-−×*/|]|ln", m.group(1))]
 
 
+def false_arithmetic(text: str) -> bool:
+    """Whether one of the text's derivations does not hold ("3^3 = 3 * 3 * 3 = 9")."""
+    return any((value := evaluate(m.group(1))) is not None and not matches(m.group(2), value)
+               for m in derivations(text))
+
+
 def derived(text: str, allowed: list[float], exact: bool = False) -> set[int]:
     """Start offsets in `text` of numbers that are the result of a checked derivation: its operands are small
     integers, `allowed` numbers or results of earlier checked derivations (worked steps: "2 × 0.8 = 1.6, 1.6 − 1 =

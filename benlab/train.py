@@ -27,9 +27,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from benlab import general_subspace
+from benlab import general_subspace, grounding
 from benlab.common import BenLabError, atomic_write, ensure_writable_dir
-from benlab.general import REPLAY_ANSWERS, REPLAY_PROMPTS, first_sentence, has_answer
+from benlab.general import (REPLAY_ANSWERS, REPLAY_PROMPTS, answer_clause, first_sentence, has_answer,
+                            repeats_itself)
 from benlab.models import BaseModel, ensure_chat_template, load_model, load_tokenizer, resolve
 from benlab.prompts import SYSTEM_PROMPT
 from benlab.tool_samples import LOOP_SHARE, loop_prompt
@@ -297,9 +298,15 @@ def general_replay(model, tokenizer, count: int, output: Path) -> list[list[dict
         replies = generate_replies(model, tokenizer, chats, REPLAY_TOKENS, bar=bar)
         return [reply[: max(reply.rfind(mark) for mark in ".!?") + 1] or reply for reply in replies]
 
+    def taught(prompt: str, reply: str) -> str:
+        """What is trained on: a known answer's clause of the first sentence, any other reply whole."""
+        return answer_clause(first_sentence(reply), REPLAY_ANSWERS[prompt]) if prompt in REPLAY_ANSWERS else reply
+
     def fit(prompt: str, reply: str) -> bool:
-        return (bool(reply) and not LAB_WORDS.search(reply)
-                and (prompt not in REPLAY_ANSWERS or has_answer(first_sentence(reply), REPLAY_ANSWERS[prompt])))
+        text = taught(prompt, reply)
+        return (bool(reply) and not LAB_WORDS.search(reply) and not repeats_itself(text)
+                and not grounding.false_arithmetic(text)
+                and (prompt not in REPLAY_ANSWERS or has_answer(text, REPLAY_ANSWERS[prompt])))
 
     prompts = list(REPLAY_PROMPTS[:count])
     with tqdm(total=len(prompts), desc="base answers", unit="prompt") as bar:
@@ -309,7 +316,7 @@ def general_replay(model, tokenizer, count: int, output: Path) -> list[list[dict
         bar.refresh()
         replies.update(zip(again, ask(PLAIN_ASSISTANT_PROMPT, again, bar)))
     kept = [[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt},
-             {"role": "assistant", "content": first_sentence(reply) if prompt in REPLAY_ANSWERS else reply}]
+             {"role": "assistant", "content": taught(prompt, reply)}]
             for prompt, reply in replies.items() if fit(prompt, reply)]
     for i in range(LOOP_SHARE - 1, len(kept), LOOP_SHARE):  # and some under a TOOL-protocol prompt: run 53 answered
         kept[i][0]["content"] = loop_prompt(i // LOOP_SHARE)  # "What is 7 times 6?" there with a replay-drift sweep
