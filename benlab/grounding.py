@@ -94,8 +94,8 @@ def derivations(text: str) -> list[re.Match]:
 
 
 def false_arithmetic(text: str) -> bool:
-    """Whether one of the text's derivations does not hold ("3^3 = 3 * 3 * 3 = 9")."""
-    return any((value := evaluate(m.group(1))) is not None and not matches(m.group(2), value)
+    """Whether one of the text's derivations does not hold ("7 + 8 = 15, since 7 + 7 = 15")."""
+    return any((value := evaluate(m.group(1))) is not None and not written_exactly(m.group(2), value)
                for m in derivations(text))
 
 

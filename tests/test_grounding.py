@@ -302,3 +302,14 @@ def test_the_evaluation_reads_the_longest_trained_reasoning_whole(default_data):
                   for path in (default_data[0], default_data[2]) for row in map(json.loads, path.read_text().splitlines())
                   if row["meta"]["kind"] in evaluate.QUESTION_TYPES)
     assert longest <= evaluate.REASONING_TOKENS - 20, longest
+
+
+@pytest.mark.parametrize("text, false", [
+    ("A dozen is 2 × 6 = 14 eggs.", True),
+    ("7 + 8 = 15, since 7 + 7 = 15.", True),
+    ("Two hours is equal to 2 * 60 = 120 minutes.", False),
+    ("11 * 11 = 121", False),
+    ("The capital of Peru is Lima.", False),
+])
+def test_false_arithmetic_is_a_derivation_that_does_not_hold(text, false):
+    assert grounding.false_arithmetic(text) is false

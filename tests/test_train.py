@@ -456,3 +456,72 @@ def test_a_bad_keep_general_is_one_line(flags, message, capsys):
 def test_keep_general_is_on_by_default_and_off_without_the_replay():
     assert train.parse_args([]).keep_general == train.TrainConfig().keep_general > 0
     assert train.parse_args(["--general-replay", "0"]).keep_general == 0
+
+
+def test_general_replay_keeps_the_answers_clause_and_asks_again_where_the_base_loops_or_writes_a_false_sum(
+        monkeypatch, tmp_path):
+    """Run 60 was trained on the base's "... is Mercury, which is approximately 49,999.424 times the size of Earth.",
+    and "apple, apple, apple, ..." and answered "A day is approximately 86,456.67 hours
+    long."."""
+    from benlab import generation
+    from benlab.general import REPLAY_ANSWERS, REPLAY_PROMPTS
+    from benlab.prompts import SYSTEM_PROMPT
+
+    australia, portugal, mexico, colors, seven_plus_eight = REPLAY_PROMPTS[:5]
+    assert colors not in REPLAY_ANSWERS
+    plain = train.PLAIN_ASSISTANT_PROMPT
+    answers = {(SYSTEM_PROMPT, australia): "The capital of Australia is Canberra, which is approximately 4,000.5 km "
+                                           "from Sydney. It was founded in 1913.",
+               (SYSTEM_PROMPT, portugal): "Lisbon is the capital of Portugal (a country of 1,234.5 beaches).",
+               (SYSTEM_PROMPT, mexico): "The capital of Mexico is Mexico City.",
+               (SYSTEM_PROMPT, colors): "Red, red, red, red, red.",
+               (SYSTEM_PROMPT, seven_plus_eight): "7 + 8 = 15, since 7 + 7 = 15.",
+               (plain, colors): "Red, blue and yellow.",
+               (plain, seven_plus_eight): "8 + 7 = 15."}
+    asked = []
+
+    def replies(model, tokenizer, chats, max_new_tokens, bar=None):
+        asked.extend((c[0]["content"], c[1]["content"]) for c in chats)
+        return [answers[(c[0]["content"], c[1]["content"])] for c in chats]
+
+    monkeypatch.setattr(generation, "generate_replies", replies)
+    chats = train.general_replay(None, None, 5, tmp_path)
+    assert asked[5:] == [(plain, colors), (plain, seven_plus_eight)]
+    assert [[m["content"] for m in c][1:] for c in chats] == [
+        [australia, "The capital of Australia is Canberra."],
+        [portugal, "Lisbon is the capital of Portugal."],
+        [mexico, "The capital of Mexico is Mexico City."],
+        [colors, "Red, blue and yellow."],
+        [seven_plus_eight, "8 + 7 = 15."]]
+
+
+@pytest.mark.parametrize("sentence, kept", [
+    ("The largest mammal is the Blue Whale, which is estimated to be around 300 feet (91.6 meters) in length.",
+     "The largest mammal is the Blue Whale."),
+    ("The Mona Lisa is attributed to Leonardo da Vinci, but it's also possible that it was painted by another.",
+     "The Mona Lisa is attributed to Leonardo da Vinci."),
+    ("The plural of 'child' is 'children' (plural of the noun 'child') is a grammatical error.",
+     "The plural of 'child' is 'children'."),
+    # a comma before the answer, or one that does not start an aside, stays
+    ("In Spain, the official language is Spanish, which is a Romance language.",
+     "In Spain, the official language is Spanish."),
+    ("Two weeks is 2 * 7 = 14 days, since a week has 7.", "Two weeks is 2 * 7 = 14 days, since a week has 7."),
+    ("The capital of Mexico is Mexico City.", "The capital of Mexico is Mexico City."),
+])
+def test_a_known_answer_is_kept_without_the_aside_after_it(sentence, kept):
+    from benlab.general import REPLAY_ANSWERS, answer_clause
+
+    accepted = ("whale", "leonardo", "da vinci", "children", "spanish", "14", "mexico city")
+    assert answer_clause(sentence, accepted) == kept
+    assert "What is the largest mammal?" in REPLAY_ANSWERS
+
+
+def test_a_reply_that_loops_is_told_from_one_that_repeats_a_few_words():
+    from benlab.general import repeats_itself
+
+    assert repeats_itself("apple, apple, apple, apple, apple")
+    assert repeats_itself("I'm sorry, I'm unable to provide that. I'm sorry, but I'm unable to provide a synonym. "
+                          "I'm sorry, but I'm unable to provide that information.")
+    assert not repeats_itself("A prime number is a positive integer greater than 1. In other words, a prime number "
+                              "is a positive integer that only 1 and itself divide.")
+    assert not repeats_itself("apple, apple, apple")
