@@ -72,6 +72,8 @@ MUTATIONS = [
      "tests/test_train.py::test_general_replay_keeps_the_answers_clause_and_asks_again_where_the_base_loops_or_writes_a_false_sum"),
     ("replay keeps replies that loop", "benlab/train.py", "and not repeats_itself(text)", "",
      "tests/test_train.py::test_general_replay_keeps_the_answers_clause_and_asks_again_where_the_base_loops_or_writes_a_false_sum"),
+    ("replay keeps an instruction the base did not follow", "benlab/train.py", "and does_as_asked(prompt, text)", "",
+     "tests/test_train.py::test_an_instruction_is_replayed_only_when_the_base_did_what_it_asked"),
     ("replay keeps false arithmetic", "benlab/train.py", "and not grounding.false_arithmetic(text)", "",
      "tests/test_train.py::test_general_replay_keeps_the_answers_clause_and_asks_again_where_the_base_loops_or_writes_a_false_sum"),
     ("replay keeps the base's answers that dragged the lab in", "benlab/train.py",

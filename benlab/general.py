@@ -430,6 +430,8 @@ REPLAY_ANSWERS = {
     "What is the plural of 'child'?": ("children",),
     "Repeat the word 'apple' and nothing else.": ("apple",),
     "Write the number three as a digit.": ("3",),
+    "Give me a synonym for 'happy'.": ("joyful", "cheerful", "glad", "content", "delighted", "pleased", "joyous",
+                                       "elated"),
     "What organ do we use to breathe?": ("lungs", "lung"),
     "What is the largest desert in the world?": ("sahara", "antarctica", "antarctic"),
     "How many legs does a bird have?": ('2', 'two'),
@@ -496,3 +498,15 @@ REPLAY_ANSWERS = {
     "What currency is used in the United States?": ('dollar',),
     "What currency is used in the United Kingdom?": ('pound',),
 }
+
+# Instructions whose whole reply is the answer: "apple is a fruit that is not edible." holds the word without doing
+# what was asked, and trained on, it teaches the probes' "Repeat the word 'banana' and nothing else." the same.
+WHOLE_REPLIES = {
+    "Repeat the word 'apple' and nothing else.": ("apple", "Apple"),
+    "Write the word 'science' in capital letters.": ("SCIENCE",),
+}
+
+
+def does_as_asked(prompt: str, reply: str) -> bool:
+    """Whether a reply to one of WHOLE_REPLIES is its answer and nothing else (other prompts: True)."""
+    return prompt not in WHOLE_REPLIES or reply.strip(" .!'\"\n") in WHOLE_REPLIES[prompt]

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from benlab import general_subspace, grounding
 from benlab.common import BenLabError, atomic_write, ensure_writable_dir
-from benlab.general import (REPLAY_ANSWERS, REPLAY_PROMPTS, answer_clause, first_sentence, has_answer,
-                            repeats_itself)
+from benlab.general import (REPLAY_ANSWERS, REPLAY_PROMPTS, answer_clause, does_as_asked, first_sentence,
+                            has_answer, repeats_itself)
 from benlab.models import BaseModel, ensure_chat_template, load_model, load_tokenizer, resolve
 from benlab.prompts import SYSTEM_PROMPT
 from benlab.tool_samples import LOOP_SHARE, loop_prompt
@@ -305,7 +305,7 @@ def general_replay(model, tokenizer, count: int, output: Path) -> list[list[dict
     def fit(prompt: str, reply: str) -> bool:
         text = taught(prompt, reply)
         return (bool(reply) and not LAB_WORDS.search(reply) and not repeats_itself(text)
-                and not grounding.false_arithmetic(text)
+                and not grounding.false_arithmetic(text) and does_as_asked(prompt, text)
                 and (prompt not in REPLAY_ANSWERS or has_answer(text, REPLAY_ANSWERS[prompt])))
 
     prompts = list(REPLAY_PROMPTS[:count])

@@ -287,11 +287,12 @@ def test_general_replay_asks_again_where_the_base_dragged_the_lab_in_or_got_the_
 def test_one_general_replay_answer_in_four_is_trained_under_a_tool_protocol_prompt(monkeypatch, tmp_path):
     """Run 53 answered "What is 7 times 6?" under chat_with_lab.py's prompt with a replay-drift sweep."""
     from benlab import generation, tool_samples, tools
-    from benlab.general import REPLAY_ANSWERS, REPLAY_PROMPTS
+    from benlab.general import REPLAY_ANSWERS, REPLAY_PROMPTS, WHOLE_REPLIES
     from benlab.prompts import SYSTEM_PROMPT
 
     def replies(model, tokenizer, chats, max_new_tokens, bar=None):
-        return [f"It is {REPLAY_ANSWERS.get(c[1]['content'], ('so',))[0]}." for c in chats]
+        return [WHOLE_REPLIES[c[1]["content"]][0] if c[1]["content"] in WHOLE_REPLIES
+                else f"It is {REPLAY_ANSWERS.get(c[1]['content'], ('so',))[0]}." for c in chats]
 
     monkeypatch.setattr(generation, "generate_replies", replies)
     chats = train.general_replay(None, None, 40, tmp_path)
@@ -525,3 +526,22 @@ def test_a_reply_that_loops_is_told_from_one_that_repeats_a_few_words():
     assert not repeats_itself("A prime number is a positive integer greater than 1. In other words, a prime number "
                               "is a positive integer that only 1 and itself divide.")
     assert not repeats_itself("apple, apple, apple")
+
+
+def test_an_instruction_is_replayed_only_when_the_base_did_what_it_asked(monkeypatch, tmp_path):
+    """Run 62's first try replayed "apple is a fruit that is not edible." for "Repeat the word 'apple' and nothing
+    else.": it holds the word and teaches the probe "Repeat the word 'banana' and nothing else." to do otherwise."""
+    from benlab import generation
+    from benlab.general import REPLAY_PROMPTS, WHOLE_REPLIES
+
+    repeat, capitals = "Repeat the word 'apple' and nothing else.", "Write the word 'science' in capital letters."
+    assert {repeat, capitals} <= set(REPLAY_PROMPTS) and set(WHOLE_REPLIES) == {repeat, capitals}
+    count = max(REPLAY_PROMPTS.index(repeat), REPLAY_PROMPTS.index(capitals)) + 1
+    answers = {repeat: ["apple is a fruit that is not edible.", "Apple."], capitals: ["Science is a wondrous world."] * 2}
+
+    def replies(model, tokenizer, chats, max_new_tokens, bar=None):
+        return [answers[c[1]["content"]].pop(0) if c[1]["content"] in answers else "It is so." for c in chats]
+
+    monkeypatch.setattr(generation, "generate_replies", replies)
+    kept = {c[1]["content"]: c[2]["content"] for c in train.general_replay(None, None, count, tmp_path)}
+    assert kept[repeat] == "Apple." and capitals not in kept
