@@ -248,8 +248,23 @@ def test_general_replay_holds_the_base_models_own_answers(tiny_llama, tmp_path):
         assert lab.startswith(chat[2]["content"]) or plain.startswith(chat[2]["content"])
 
 
-def test_general_replay_asks_again_where_the_base_dragged_the_lab_in_or_got_the_fact_wrong_or_late(monkeypatch, tmp_path):
+def base_answers(monkeypatch, answers: dict) -> list:
+    """The base model's replies replaced by `answers[(system prompt, prompt)]`; returns the list of what was asked."""
     from benlab import generation
+
+    asked = []
+
+    def replies(model, tokenizer, chats, max_new_tokens, bar=None):
+        asked.extend((c[0]["content"], c[1]["content"]) for c in chats)
+        if bar is not None:
+            bar.update(len(chats))
+        return [answers[(c[0]["content"], c[1]["content"])] for c in chats]
+
+    monkeypatch.setattr(generation, "generate_replies", replies)
+    return asked
+
+
+def test_general_replay_asks_again_where_the_base_dragged_the_lab_in_or_got_the_fact_wrong_or_late(monkeypatch, tmp_path):
     from benlab.general import REPLAY_ANSWERS, REPLAY_PROMPTS
     from benlab.prompts import SYSTEM_PROMPT
 
@@ -264,15 +279,7 @@ def test_general_replay_asks_again_where_the_base_dragged_the_lab_in_or_got_the_
                (plain, portugal): "Lisbon is the capital of Portugal. It lies on the",
                (plain, mexico): "A laboratory team.",
                (plain, seven_plus_eight): "To add them, we count on from 7.\n\nSo 7 + 8 = 15."}
-    asked = []
-
-    def replies(model, tokenizer, chats, max_new_tokens, bar=None):
-        asked.extend((c[0]["content"], c[1]["content"]) for c in chats)
-        if bar is not None:
-            bar.update(len(chats))
-        return [answers[(c[0]["content"], c[1]["content"])] for c in chats]
-
-    monkeypatch.setattr(generation, "generate_replies", replies)
+    asked = base_answers(monkeypatch, answers)
     chats = train.general_replay(None, None, 5, tmp_path)
     # asked again: the two lab-dragging answers and the wrong sum; Mexico's second answer, still the lab, is dropped,
     # and so is the second sum, right only after a preamble (the preamble would be learnt, not the sum). A known
@@ -464,7 +471,6 @@ def test_general_replay_keeps_the_answers_clause_and_asks_again_where_the_base_l
     """Run 60 was trained on the base's "... is Mercury, which is approximately 49,999.424 times the size of Earth.",
     and "apple, apple, apple, ..." and answered "A day is approximately 86,456.67 hours
     long."."""
-    from benlab import generation
     from benlab.general import REPLAY_ANSWERS, REPLAY_PROMPTS
     from benlab.prompts import SYSTEM_PROMPT
 
@@ -479,13 +485,7 @@ def test_general_replay_keeps_the_answers_clause_and_asks_again_where_the_base_l
                (SYSTEM_PROMPT, seven_plus_eight): "7 + 8 = 15, since 7 + 7 = 15.",
                (plain, colors): "Red, blue and yellow.",
                (plain, seven_plus_eight): "8 + 7 = 15."}
-    asked = []
-
-    def replies(model, tokenizer, chats, max_new_tokens, bar=None):
-        asked.extend((c[0]["content"], c[1]["content"]) for c in chats)
-        return [answers[(c[0]["content"], c[1]["content"])] for c in chats]
-
-    monkeypatch.setattr(generation, "generate_replies", replies)
+    asked = base_answers(monkeypatch, answers)
     chats = train.general_replay(None, None, 5, tmp_path)
     assert asked[5:] == [(plain, colors), (plain, seven_plus_eight)]
     assert [[m["content"] for m in c][1:] for c in chats] == [
