@@ -286,8 +286,10 @@ def general_replay(model, tokenizer, count: int, output: Path) -> list[list[dict
     Units ..." before the kelvin and answered the probe "What is the SI unit of time?" with it; run 43 kept "To find
     9 times 3, we can use the formula ... This is a fundamental concept in mathematics, and it's used extensively in
     various fields, including ..." before the 27 and answered "How many days are in a week?" with "A day is a
-    fundamental concept in mathematics, and it's used extensively in various fields, includin". Any other reply cut
-    at REPLAY_TOKENS ends at its last full sentence. Saved beside the adapter for inspection."""
+    fundamental concept in mathematics, and it's used extensively in various fields, includin"; and it stops where an
+    aside after the answer begins, since the asides invent (general.answer_clause). A reply that loops, writes a
+    false sum or does not do what an instruction asked is asked again as well. Any other reply cut at REPLAY_TOKENS
+    ends at its last full sentence. Saved beside the adapter for inspection."""
     from tqdm import tqdm
 
     from benlab.generation import generate_replies
