@@ -71,6 +71,9 @@ class TrainConfig:
     # Lab-loop conversations carry the lab's raw JSON: a /replay_drift result alone is ~900 tokens.
     max_seq_len: int = 1536
     general_replay: int = len(REPLAY_PROMPTS)
+    # Each kept replay answer is trained this many times, at places the sampler draws: once, the ~110 answers are
+    # 6% of the updates against ~1,800 lab samples.
+    replay_copies: int = 2
     # The share of the general replay's input energy whose directions LoRA's A may not read (0: off). 0.9 kept 75 of
     # 84 probes after 400 updates where 0 kept 61 (0.99 also 75, held-out loss 0.55 against 0.41);
     # benlab/general_subspace.py.
@@ -500,9 +503,10 @@ def train(config: TrainConfig) -> dict:
     if config.general_replay:
         model.to(state.device)  # this process's device (Trainer would move it anyway): the replay generates there
         replay = general_replay(model, tokenizer, config.general_replay, output)
-        say(f"[data] {len(replay)} general prompts answered by the base model itself, mixed into training so the "
-            f"adapter keeps what the base knew ({output / REPLAY_FILE})")
-        chats += replay
+        times = "once" if config.replay_copies == 1 else f"{config.replay_copies} times each"
+        say(f"[data] {len(replay)} general prompts answered by the base model itself, mixed into training ({times}) "
+            f"so the adapter keeps what the base knew ({output / REPLAY_FILE})")
+        chats += replay * config.replay_copies
     train_set, dropped = build_dataset(chats, tokenizer, config.max_seq_len)
     # The held-out loss is a progress check, not the evaluation: a few of the short held-out samples.
     eval_chats = [c for c in eval_chats if len(c) == 3 and len(c[1]["content"]) < 1200][:MAX_EVAL_SAMPLES]
@@ -668,13 +672,15 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     parser.add_argument("--general-replay", type=int, default=defaults.general_replay,
                         help="everyday prompts the base model answers before training, mixed into the data to keep "
                         "its general knowledge; 0 turns it off (default %(default)s)")
+    parser.add_argument("--replay-copies", type=int, default=defaults.replay_copies,
+                        help="how many times each general replay answer is trained (default %(default)s)")
     parser.add_argument("--keep-general", type=float, default=None,
                         help="keep the adapter out of the input directions that hold this share (0-1) of the general "
                         "replay's energy in each layer, so everyday answers move less; 0 turns it off (default "
                         f"{defaults.keep_general}, off with --general-replay 0)")
     parser.add_argument("--save-steps", type=int, default=defaults.save_steps, help="checkpoint every N steps (default %(default)s)")
     args = parser.parse_args(argv)
-    for name in ("batch_size", "grad_accum", "lora_r", "lora_alpha", "max_seq_len", "save_steps"):
+    for name in ("batch_size", "grad_accum", "lora_r", "lora_alpha", "max_seq_len", "save_steps", "replay_copies"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.epochs <= 0 and args.max_steps <= 0:
@@ -705,7 +711,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         lora_layers=args.lora_layers,
         seed=args.seed, resume=args.resume, gradient_checkpointing=args.gradient_checkpointing,
         precision=args.precision, save_steps=args.save_steps, general_replay=args.general_replay,
-        keep_general=args.keep_general,
+        replay_copies=args.replay_copies, keep_general=args.keep_general,
     )
 
 

@@ -438,6 +438,24 @@ def test_keep_general_trains_every_A_orthogonal_to_the_general_subspace(tiny_lla
     assert largest_share_in_general_subspace(tmp_path / "free", tiny_llama, everyday) > 0.1
 
 
+def test_each_general_replay_answer_is_trained_replay_copies_times(tiny_llama, lab_data, tmp_path, monkeypatch):
+    """Once, ~110 replay answers are 6% of the updates against ~1,800 lab samples; --replay-copies N trains each N
+    times (the default twice), and the count is in the log and metrics.json."""
+    everyday = [[{"role": "system", "content": "You are Ben's Lab AI for the Jarvis-2v quantum phase lab."},
+                 {"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in EVERYDAY]
+    monkeypatch.setattr(train, "general_replay", lambda *args: everyday)
+    samples = {}
+    for copies in (1, 3):
+        out = tmp_path / str(copies)
+        assert finetune(tiny_llama, lab_data, out, "--general-replay", "6", "--replay-copies", str(copies),
+                        "--keep-general", "0", "--max-steps", "1", "--save-steps", "100") == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["config"]["replay_copies"] == copies
+        samples[copies] = metrics["train_samples"]
+    assert samples[3] - samples[1] == 2 * len(everyday)
+    assert train.TrainConfig().replay_copies == train.parse_args([]).replay_copies == 2
+
+
 def test_the_general_subspace_is_the_fewest_top_directions_holding_the_energy():
     """Eigenvalues 50, 30, 10, 5, 3, 2 along random orthonormal axes: 0.85 of the energy needs the top three axes, 0.4
     the top one, 0.93 the top four."""
