@@ -38,7 +38,10 @@ PATHS = {"phase": "/run_phase_experiment", "tri": "/tri", "drift": "/replay_drif
 LOOP_SHARES = {"run_phase": 0.4, "tri": 0.35, "replay_drift": 0.25}
 DISCOVERY_SEED_BASE = 2**30
 HELD_OUT_TOOL_CALLS = 40
-HELD_OUT_QUESTIONS = 20  # held-out measurement questions, scripted lab sessions and raw phase results
+HELD_OUT_QUESTIONS = 20  # held-out measurement questions, scripted lab sessions, raw phase and discovery results
+# Held-out raw results of the lab-loop tools, by tool: the evaluation's kind (TRI and drift ones come from the
+# held-out tri and drift runs).
+RAW_RESULT_KINDS = {"run_phase": "result_phase", "discovery": "result_discovery"}
 HELD_OUT_SWEEPS = 24  # held-out drift sweeps (each a drift_class and a raw result_drift question), whatever --drift-runs
 HELD_OUT_PER_PHASE = 5  # held-out identification runs per phase, whatever --phase-experiments
 
@@ -130,7 +133,7 @@ def plan_campaign(counts: Counts, seed: int, eval_fraction: float) -> list[Job]:
         jobs += [Job(f"{split}/drift/{i}", split, "drift", drift_body(rng, split))
                  for i in range(scale(counts.drift, HELD_OUT_SWEEPS))]
         for tool, n in counts.loop_jobs().items():
-            if split == "eval" and tool != "run_phase":
+            if split == "eval" and tool not in RAW_RESULT_KINDS:
                 continue  # held-out raw TRI and drift results come from the held-out tri and drift runs
             n = max(HELD_OUT_QUESTIONS, scale(n)) if split == "eval" else n
             jobs += [loop_job(rng, tool, split, i) for i in range(n)]
@@ -276,8 +279,8 @@ def build_samples(jobs: list[Job], responses: dict[str, dict], seed: int, counts
             if tool == "run_phase" and physics and samples.fingerprint_phase(samples.measurements(response)) != response["phase_type"]:
                 skipped += 1
                 continue
-            if job.split == "eval":  # the phase the result names (the original lab's too) is what is checked
-                out.append(tool_samples.tool_result_sample(rng, tool, args, response, "eval", "result_phase"))
+            if job.split == "eval":  # the phase the result names (the original lab's too), or its clusters
+                out.append(tool_samples.tool_result_sample(rng, tool, args, response, "eval", RAW_RESULT_KINDS[tool]))
                 continue
             out.append(tool_samples.tool_result_sample(rng, tool, args, response, "train"))
             if tool == "run_phase" and physics and job_index(job) % 5 == 0:

@@ -427,6 +427,8 @@ GOALS = {  # report key -> (what it measures, goal)
     "result_phase": ("a raw /run_phase_experiment result -> its phase (a fingerprint named must be that phase's)", ">= 0.95"),
     "result_tri_compare": ("two raw /tri results -> which TRI is larger", ">= 0.90"),
     "result_drift": ("a raw /replay_drift result -> Grows / Saturates / Flat", ">= 0.90"),
+    "result_discovery": ("a raw /discovery result -> each cluster under the number the result gives it, with its runs "
+                         "by phase, none left out or made up", ">= 0.90 (ours)"),
     "quoted_values": ("numbers quoted in those explanations that are the result's", ">= 0.95"),
     "derived_values": ("worked steps in the answers (\"0.8 × 0.546 = 0.4368\") whose result is right, from the "
                        "conversation's numbers", ">= 0.95 (ours)"),

@@ -426,6 +426,13 @@ def drift_classification(response: dict, params: dict, rng: random.Random, kind:
 # ---------------------------------------------------------------- discovery
 
 
+def discovery_clusters(response: dict) -> list[tuple[int, dict]]:
+    """Each cluster of a /discovery result: its number and its runs by phase. The lab's own numbers where it gives
+    them (a numbering of our own contradicted the JSON's "cluster"), else the position in the original lab's list."""
+    ids = [c["cluster"] for c in response["clusters"]] if "clusters" in response else count()
+    return list(zip(ids, response["cluster_label_stats"]))
+
+
 def discovery_text(response: dict, request: dict, q: Quotes) -> str:
     """A /discovery result explained: each cluster's phases, purity and ARI quoted, and why clusters mix.
     `request` is the body sent: the original lab does not echo its parameters back."""
@@ -433,10 +440,7 @@ def discovery_text(response: dict, request: dict, q: Quotes) -> str:
     phases = response.get("phases") or request.get("phases") or list(PHASES)
     k = response["num_clusters"]
     parts = []
-    # the lab's own cluster numbers where it gives them (a numbering of our own contradicted the JSON's "cluster"),
-    # else the position in the original lab's list
-    ids = [c["cluster"] for c in response["clusters"]] if "clusters" in response else count()
-    for i, counts in zip(ids, response["cluster_label_stats"]):
+    for i, counts in discovery_clusters(response):
         listing = " and ".join(f"{c} {p}" for p, c in counts.items()) or "no runs"
         parts.append(f"cluster {i} holds {listing}" + (" (clean)" if len(counts) == 1 else " (mixed)"))
     mixed = [c for c in response["cluster_label_stats"] if len(c) > 1]

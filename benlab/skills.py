@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from benlab import grounding, tools
+from benlab import grounding, samples, tools
 from benlab.general import PROBES, has_answer
 from benlab.samples import ANSWER_MARK, FINGERPRINTS, PHASES
 from benlab.prompts import SYSTEM_PROMPT
@@ -20,6 +20,7 @@ GENERATED = {
     "result_phase": ("result_phase", 128),
     "result_tri_compare": ("result_tri_compare", 112),
     "result_drift": ("result_drift", 128),
+    "result_discovery": ("result_discovery", 160),  # the longest trained: 139
     "measurement": ("invented_measurements", 208),  # the labelled expectations: 198 at most (run 38)
     "concept": ("concepts", 128),
     "loop_concept": ("loop_concepts", 128),
@@ -84,15 +85,24 @@ def unknown_fields(answer: str, context: str) -> list[str]:
     return [name for name in FIELD_NAME.findall(answer) if name not in known]
 
 
+def last_result(context: str) -> dict:
+    """The conversation's last lab result (`Experiment result: {...}`); {} where there is none or it is no JSON
+    object."""
+    results = re.findall(r"Experiment result: (\{.*\})", context)
+    try:
+        result = json.loads(results[-1]) if results else {}
+    except ValueError:
+        return {}
+    return result if isinstance(result, dict) else {}
+
+
 def misattached_drifts(answer: str, context: str) -> list[str]:
     """The numbers an answer quotes "at depth D" (either order) that are not the drift of the run at depth D in the
     conversation's last replay-drift result ("0.041 at depth 16" where 0.041 is depth 8's; "the bias is 0.5 at depth
     2"): values of the result, so counting values alone would pass them, but presented as measured at a depth where
     they were not."""
-    results = re.findall(r"Experiment result: (\{.*\})", context)
     try:
-        runs = json.loads(results[-1])["runs"] if results else []
-        drift_at = {int(run["depth"]): float(run["drift"]) for run in runs}
+        drift_at = {int(run["depth"]): float(run["drift"]) for run in last_result(context).get("runs", [])}
     except (ValueError, KeyError, TypeError):
         return []
     quoted = re.findall(r"(\d+\.\d+) at depth (\d+)", answer)  # "0.041 at depth 16"
@@ -101,6 +111,25 @@ def misattached_drifts(answer: str, context: str) -> list[str]:
     quoted += [(value, depth) for depth, value in re.findall(depth_first, answer)]
     return [f"{value} at depth {depth}" for value, depth in quoted
             if int(depth) not in drift_at or not grounding.matches(value, drift_at[int(depth)])]
+
+
+CLUSTER_CLAIM = re.compile(r"cluster (\d+) holds (no runs|\d+ \w+(?: and \d+ \w+)*)")  # "cluster 1 holds 6 spt_cluster"
+
+
+def wrong_clusters(answer: str, context: str) -> list[str]:
+    """What an explanation of the conversation's last /discovery result gets wrong about its clusters: a cluster
+    described with runs it does not hold, or under a number the result does not give it, and each cluster of the
+    result left out. Run 62 explained a two-phase discovery with a third cluster of its own ("cluster 2 holds 6
+    string_order (clean)"), every number of which passes for a value of the result."""
+    result = last_result(context)
+    try:
+        want = dict(samples.discovery_clusters(result))
+    except (KeyError, TypeError):
+        want = {}
+    described = [(int(m.group(1)), {phase: int(n) for n, phase in re.findall(r"(\d+) (\w+)", m.group(2))})
+                 for m in CLUSTER_CLAIM.finditer(answer)]
+    wrong = [f"cluster {i} holds {counts}" for i, counts in described if want.get(i) != counts]
+    return wrong + [f"cluster {i} left out" for i in want if i not in {i for i, _ in described}]
 
 
 def derivations_right(answer: str, context: str) -> tuple[int, int]:
@@ -122,6 +151,11 @@ def verdict(row: dict, answer: str) -> dict:
             call = None
         want = tools.ToolCall(meta["call"]["name"], meta["call"]["args"])
         return {"ok": len(lines) == 1 and tools.same_call(call, want)}
+    if kind == "result_discovery":  # every cluster as the result numbers it, with its runs by phase
+        good, quoted = grounding.quoted_numbers(answer, context_text(row))
+        wrong, unknown = wrong_clusters(answer, context_text(row)), unknown_fields(answer, context_text(row))
+        return ({"ok": not wrong and not unknown, "quoted": quoted, "quoted_right": good}
+                | ({"wrong_clusters": wrong} if wrong else {}) | ({"unknown_fields": unknown} if unknown else {}))
     if kind in ("result_phase", "result_tri_compare", "result_drift"):
         pick = {"result_phase": picked_phase, "result_tri_compare": picked_run, "result_drift": picked_drift}[kind](answer)
         good, quoted = grounding.quoted_numbers(answer, context_text(row))

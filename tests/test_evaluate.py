@@ -119,7 +119,7 @@ def test_report_files(tiny_llama, lab_data, tmp_path):
     assert run_main(evaluate.main, ["--adapter-dir", str(adapter), "--eval-data", str(lab_data[1]), "--out-dir", str(out),
                                     "--limit", "3", "--gguf", str(tmp_path / "none.gguf")]) == 0
     report = json.loads((out / "report.json").read_text())
-    for key in ("tool_call", "result_phase", "result_drift", "invented_measurements", "false_refusals", "expectations",
+    for key in ("tool_call", "result_phase", "result_drift", "result_discovery", "invented_measurements", "false_refusals", "expectations",
                 "concepts", "loop_concepts"):
         assert set(report[key]) == {"base", "finetuned", "n"} and report[key]["n"] == 3, key
     # every worked step the answers write, counted right or wrong (a random tiny model writes few or none)

@@ -82,6 +82,31 @@ def test_a_drift_quoted_at_another_depth_is_not_quoted_right():
     assert skills.verdict(r, deepest.format("0.182"))["wrong_depth"] == ["0.182 at depth 32"]
 
 
+DISCOVERY = {"cluster_label_stats": [{"trivial_product": 8}, {"pseudorandom": 6, "trivial_product": 2}],
+             "clusters": [{"cluster": 1, "size": 8}, {"cluster": 0, "size": 8}], "num_samples": 16,
+             "num_clusters": 2, "purity": 0.875, "adjusted_rand_index": 0.56}
+
+
+def test_a_discovery_explanation_counts_when_every_cluster_is_the_results():
+    """Run 62 explained a two-phase discovery with a third cluster of its own ("cluster 2 holds 6 string_order"):
+    each cluster must be described under the number the result gives it, with its runs by phase, none left out."""
+    r = result_row("result_discovery", {}, DISCOVERY)
+    right = skills.verdict(r, "k-means with k=2 on 16 runs: cluster 1 holds 8 trivial_product (clean); cluster 0 holds "
+                              "6 pseudorandom and 2 trivial_product (mixed). purity = 0.875.")
+    assert right == {"ok": True, "quoted": 1, "quoted_right": 1}  # the counts are whole numbers: not quoted values
+    invented = skills.verdict(r, "cluster 1 holds 8 trivial_product (clean); cluster 0 holds 6 pseudorandom and 2 "
+                                 "trivial_product (mixed); cluster 2 holds 6 string_order (clean).")
+    assert not invented["ok"] and invented["wrong_clusters"] == ["cluster 2 holds {'string_order': 6}"]
+    # numbered by position instead of by the result's "cluster", and a cluster left out
+    renumbered = skills.verdict(r, "cluster 0 holds 8 trivial_product (clean).")
+    assert renumbered["wrong_clusters"] == ["cluster 0 holds {'trivial_product': 8}", "cluster 1 left out"]
+    assert not skills.verdict(r, "k-means found two clusters with purity 0.875.")["ok"]
+    # the original lab gives no cluster numbers: its list's positions are the clusters' numbers
+    original = result_row("result_discovery", {}, {k: v for k, v in DISCOVERY.items() if k != "clusters"})
+    assert skills.verdict(original, "cluster 0 holds 8 trivial_product; cluster 1 holds 6 pseudorandom and 2 "
+                                    "trivial_product.")["ok"]
+
+
 def test_drift_and_run_picks():
     assert skills.picked_drift("drift_trend is saturates for pseudorandom: ...") == "Saturates"
     assert skills.picked_drift('"drift_trend": "flat" for spt_cluster: at depth 8 ... grows.') == "Flat"
