@@ -102,6 +102,18 @@ MUTATIONS = [
     ("the general subspace from the smallest eigenvectors", "benlab/general_subspace.py",
      "values, vectors = values.flip(0).clamp(min=0), vectors.flip(1)", "values = values.clamp(min=0)",
      "tests/test_train.py::test_the_general_subspace_is_the_fewest_top_directions_holding_the_energy"),
+    ("the general replay trained once whatever --replay-copies says", "benlab/train.py",
+     "chats += replay * config.replay_copies", "chats += replay",
+     "tests/test_train.py::test_each_general_replay_answer_is_trained_replay_copies_times"),
+    ("a discovery explanation's invented cluster passes", "benlab/skills.py",
+     "for i, counts in described if want.get(i) != counts]", "for i, counts in described if i not in want]",
+     "tests/test_skills.py::test_a_discovery_explanation_counts_when_every_cluster_is_the_results"),
+    ("a discovery explanation that leaves a cluster out passes", "benlab/skills.py",
+     "    return wrong + [f\"cluster {i} left out\" for i in want if i not in {i for i, _ in described}]",
+     "    return wrong", "tests/test_skills.py::test_a_discovery_explanation_counts_when_every_cluster_is_the_results"),
+    ("no held-out raw discovery results", "benlab/datagen.py",
+     "RAW_RESULT_KINDS = {\"run_phase\": \"result_phase\", \"discovery\": \"result_discovery\"}",
+     "RAW_RESULT_KINDS = {\"run_phase\": \"result_phase\"}", "tests/test_evaluate.py::test_report_files"),
 ]
 
 
