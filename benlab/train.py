@@ -71,9 +71,10 @@ class TrainConfig:
     # Lab-loop conversations carry the lab's raw JSON: a /replay_drift result alone is ~900 tokens.
     max_seq_len: int = 1536
     general_replay: int = len(REPLAY_PROMPTS)
-    # Each kept replay answer is trained this many times, at places the sampler draws: once, the ~110 answers are
-    # 6% of the updates against ~1,800 lab samples.
-    replay_copies: int = 2
+    # Each kept replay answer is trained this many times. Twice (run 64) kept fewer probes, 67 of 84 against 71, and
+    # its misses copied replay answers to neighbouring questions ("A century is approximately 1000 years." from the
+    # millennium's, "The largest land animal is the Blue Whale." from the largest mammal's).
+    replay_copies: int = 1
     # The share of the general replay's input energy whose directions LoRA's A may not read (0: off). 0.9 kept 75 of
     # 84 probes after 400 updates where 0 kept 61 (0.99 also 75, held-out loss 0.55 against 0.41);
     # benlab/general_subspace.py.

@@ -439,8 +439,8 @@ def test_keep_general_trains_every_A_orthogonal_to_the_general_subspace(tiny_lla
 
 
 def test_each_general_replay_answer_is_trained_replay_copies_times(tiny_llama, lab_data, tmp_path, monkeypatch):
-    """Once, ~110 replay answers are 6% of the updates against ~1,800 lab samples; --replay-copies N trains each N
-    times (the default twice), and the count is in the log and metrics.json."""
+    """--replay-copies N trains each replay answer N times (the default once: twice, run 64 copied replay answers to
+    neighbouring probes), and the count is in metrics.json."""
     everyday = [[{"role": "system", "content": "You are Ben's Lab AI for the Jarvis-2v quantum phase lab."},
                  {"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in EVERYDAY]
     monkeypatch.setattr(train, "general_replay", lambda *args: everyday)
@@ -453,7 +453,7 @@ def test_each_general_replay_answer_is_trained_replay_copies_times(tiny_llama, l
         assert metrics["config"]["replay_copies"] == copies
         samples[copies] = metrics["train_samples"]
     assert samples[3] - samples[1] == 2 * len(everyday)
-    assert train.TrainConfig().replay_copies == train.parse_args([]).replay_copies == 2
+    assert train.TrainConfig().replay_copies == train.parse_args([]).replay_copies == 1
 
 
 def test_the_general_subspace_is_the_fewest_top_directions_holding_the_energy():
