@@ -324,10 +324,9 @@ def lab_free_samples(seed: int, counts: Counts, split: str) -> list[dict]:
     rows = []
     tool_names = list(tools.TOOL_PATHS)
     calls = [(f"{split}/tool_call/{i}", tool_names[i % len(tool_names)]) for i in range(n_calls)]
-    if split == "train":  # discovery three times as often: its requests state two counts whose values overlap ("8
-        # qubits, 10 runs each"), and runs 40, 43 and 46 dropped, zeroed or swapped them in 1, 3 and 2 of 10 held-out
-        # calls; twice as often, run 62 still invented "num_per_cluster" or left a phase out in 4 of 10
-        calls += [(f"train/tool_call/discovery/{i}", "discovery") for i in range(2 * n_calls // len(tool_names))]
+    if split == "train":  # discovery twice as often: its requests state two counts whose values overlap ("8 qubits,
+        # 10 runs each"), and runs 40, 43 and 46 dropped, zeroed or swapped them in 1, 3 and 2 of 10 held-out calls
+        calls += [(f"train/tool_call/discovery/{i}", "discovery") for i in range(n_calls // len(tool_names))]
     for key, tool in calls:
         rng = job_rng(seed, key)
         seed_i = experiment_seed(rng, split)
