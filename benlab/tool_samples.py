@@ -397,26 +397,19 @@ def protocol_or_plain(rng: random.Random) -> str:
     return rng.choice(tools.TRAIN_PROTOCOL_PROMPTS + plain)
 
 
-def padded(n: int, limit: int) -> str:
-    """The two numbers written to one length before a walk that pads the shorter with zeros ("05 against 20, "):
-    run 60, trained on the padded walk alone, walked 5 against 20 as "tens 5 and 2, 5 > 2, so 5 > 20"."""
-    width = max(len(str(n)), len(str(limit)))
-    return "" if len(str(n)) == len(str(limit)) else f"{n:0{width}d} against {limit:0{width}d}, "
-
-
 def size_answer(n: int) -> str:
     """Whether the lab runs n qubits, from its limits (docs/lab/README.md): n compared digit by digit with the
     largest system, 20, then with the smallest, 4, before the verdict. Answers that began with the verdict ("The lab
     can run ...") picked it by the question's wording, not its number: trained on them, run 58 told 9 qubits "9 is
     above its limit of 20" and run 59 told 30 qubits "30 is within that"."""
     walk, sign = samples.digit_walk(str(n), "20")
-    text = f"{n} qubits against the lab's largest system, 20: {padded(n, 20)}{walk}, so {n} {sign} 20"
+    text = f"{n} qubits against the lab's largest system, 20: {walk}, so {n} {sign} 20"
     if sign == ">":
         return (f"{text}, and the lab cannot run {n} qubits: it keeps every amplitude of an exact state vector "
                 "(system_size 4–20, and depth × 2^system_size ≤ 8,388,608). Ask for 20 qubits or fewer and I will "
                 "run it.")
     walk, sign = samples.digit_walk(str(n), "4")
-    text += f"; against its smallest, 4: {padded(n, 4)}{walk}, so {n} {sign} 4"
+    text += f"; against its smallest, 4: {walk}, so {n} {sign} 4"
     if sign == "<":
         return f"{text}, and the lab cannot run {n} qubits (system_size 4–20). Ask for 4 to 20 qubits and I will run it."
     return (f"{text}, and the lab can run {n} qubits (system_size 4–20; depth × 2^system_size ≤ 8,388,608 limits the "

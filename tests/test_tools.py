@@ -123,8 +123,7 @@ def test_size_questions_compare_the_number_with_the_limits_before_saying_whether
             n, answer = sample["meta"]["system_size"], sample["messages"][-1]["content"]
             assert tools.parse_tool_call(answer) is None
             walk, sign = samples.digit_walk(str(n), "20")
-            pad = f"{n:02d} against 20, " if n < 10 else f"{n} against 020, " if n > 99 else ""
-            assert answer.startswith(f"{n} qubits against the lab's largest system, 20: {pad}{walk}, so {n} {sign} 20")
+            assert answer.startswith(f"{n} qubits against the lab's largest system, 20: {walk}, so {n} {sign} 20")
             verdict = f"the lab can run {n} qubits" if 4 <= n <= 20 else f"the lab cannot run {n} qubits"
             assert verdict in answer and answer.index(verdict) > answer.index(f"{sign} 20")
             assert sample["meta"]["within_limits"] == (4 <= n <= 20)
