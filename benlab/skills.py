@@ -113,7 +113,9 @@ def misattached_drifts(answer: str, context: str) -> list[str]:
             if int(depth) not in drift_at or not grounding.matches(value, drift_at[int(depth)])]
 
 
-CLUSTER_CLAIM = re.compile(r"cluster (\d+) holds (no runs|\d+ \w+(?: and \d+ \w+)*)")  # "cluster 1 holds 6 spt_cluster"
+# "cluster 1 holds 6 spt_cluster (clean)": what follows "holds", up to the next clause, is the cluster's description
+# (run 62 also wrote "cluster 2 holds 6." and "cluster 2 holds 6 * 0.6 = 1.2 magnets" after a two-cluster result)
+CLUSTER_CLAIM = re.compile(r"cluster (\d+) holds ((?:(?!cluster \d)[^;])*?)(?=;|\.\s|\.$|,? cluster \d|$)")
 
 
 def wrong_clusters(answer: str, context: str) -> list[str]:

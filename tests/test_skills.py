@@ -97,6 +97,12 @@ def test_a_discovery_explanation_counts_when_every_cluster_is_the_results():
     invented = skills.verdict(r, "cluster 1 holds 8 trivial_product (clean); cluster 0 holds 6 pseudorandom and 2 "
                                  "trivial_product (mixed); cluster 2 holds 6 string_order (clean).")
     assert not invented["ok"] and invented["wrong_clusters"] == ["cluster 2 holds {'string_order': 6}"]
+    # run 62's other inventions: a cluster described by a count alone, or by arithmetic of its own
+    for made_up in ("cluster 2 holds 8.", "cluster 2 holds 6 * 0.6 = 1.2 magnets."):
+        answer = "cluster 1 holds 8 trivial_product (clean); cluster 0 holds 6 pseudorandom and 2 trivial_product; " + made_up
+        assert skills.verdict(r, answer)["wrong_clusters"][0].startswith("cluster 2 holds"), made_up
+    listed = "cluster 1 holds 8 trivial_product (60.00%), cluster 0 holds 6 pseudorandom and 2 trivial_product."
+    assert "wrong_clusters" not in skills.verdict(r, listed)
     # numbered by position instead of by the result's "cluster", and a cluster left out
     renumbered = skills.verdict(r, "cluster 0 holds 8 trivial_product (clean).")
     assert renumbered["wrong_clusters"] == ["cluster 0 holds {'trivial_product': 8}", "cluster 1 left out"]
