@@ -426,6 +426,12 @@ def drift_classification(response: dict, params: dict, rng: random.Random, kind:
 # ---------------------------------------------------------------- discovery
 
 
+# What sets each phase's runs apart from the others' in feature space.
+SEPARATING_FEATURE = {"ising_symmetry_breaking": "ZZ order for ising", "spt_cluster": "string order for the cluster phase",
+                      "trivial_product": "<X> for the product state",
+                      "pseudorandom": "high entanglement with every order near 0 for pseudorandom"}
+
+
 def discovery_clusters(response: dict) -> list[tuple[int, dict]]:
     """Each cluster of a /discovery result: its number and its runs by phase. The lab's own numbers where it gives
     them (a numbering of our own contradicted the JSON's "cluster"), else the position in the original lab's list."""
@@ -449,10 +455,9 @@ def discovery_text(response: dict, request: dict, q: Quotes) -> str:
         return text
     text += (f" purity = {q('purity', response['purity'])} and adjusted_rand_index = "
              f"{q('adjusted_rand_index', response['adjusted_rand_index'])}.")
-    if not mixed:
-        text += (" Every phase has its own cluster because their features stand apart: ZZ order for ising, "
-                 "string order for the cluster phase, <X> for the product state, high entanglement with every "
-                 "order near 0 for pseudorandom.")
+    if not mixed:  # the run's own phases only: naming all four after two clusters, run 62 described a third
+        text += (" Every phase has its own cluster because their features stand apart: "
+                 + ", ".join(SEPARATING_FEATURE[p] for p in phases if p in SEPARATING_FEATURE) + ".")
     elif k < len(phases):
         merged = " and ".join(sorted({p for c in mixed for p in c}))
         text += f" With k={k} for {len(phases)} phases some phases must share a cluster: here {merged}."

@@ -436,6 +436,9 @@ def test_a_discovery_explanation_numbers_the_clusters_as_the_lab_does():
     original = {k: response[k] for k in ("cluster_label_stats", "num_samples", "num_clusters")}  # no "clusters"
     assert "cluster 0 holds 5 ising_symmetry_breaking (clean); cluster 1 holds 5 spt_cluster" in samples.discovery_text(
         original, {}, samples.Quotes())
+    # why the clusters are clean names the run's own phases: after a sentence naming all four, run 62 explained
+    # a two-phase result with a third cluster ("cluster 2 holds 6 string_order")
+    assert text.endswith("stand apart: ZZ order for ising, string order for the cluster phase.")
 
 
 def test_concept_questions_are_also_asked_under_the_tool_protocol():
