@@ -142,12 +142,16 @@ DETAIL_FORMS = {
     "noise": ("noise {:g}", "noise level {:g}", "noise={:g}", "with noise {:g}"),
     "seed": ("seed {}", "seed={}", "random seed {}", "with seed {}"),
 }
+# Forms trained only, beside DETAIL_FORMS' (kept apart so the held-out requests are drawn as before): k as a count
+# of groups; trained on "k=3" alone, runs 62, 65 and 66 sent the held-out "3 clusters" as "num_per_cluster" or
+# "cluster_size".
+TRAINED_ONLY_FORMS = {"k": ("into {} groups", "{} groups", "with k set to {}")}
 PREPOSITIONS = ("with ", "on ", "at ", "starting ")
 
 
 def detail_form(rng: random.Random, key: str, split: str) -> str:
     forms = DETAIL_FORMS[key]
-    others = forms[1:-1] if split == "train" else forms[1:]
+    others = forms[1:-1] + TRAINED_ONLY_FORMS.get(key, ()) if split == "train" else forms[1:]
     return forms[0] if not others or rng.random() < 0.5 else rng.choice(others)
 
 

@@ -72,7 +72,8 @@ def test_requests_state_arguments_in_many_forms_and_orders_and_the_tool_line_fol
             where = []
             for key in stated:
                 # which of the argument's forms the request uses, and where (values as {:g} writes them)
-                found = [(request.find(form.format(args[key])), form) for form in tool_samples.DETAIL_FORMS[key]
+                forms = tool_samples.DETAIL_FORMS[key] + tool_samples.TRAINED_ONLY_FORMS.get(key, ())
+                found = [(request.find(form.format(args[key])), form) for form in forms
                          if re.search(rf"(?<![\w.=]){re.escape(form.format(args[key]))}(?!\w|\.\d)", request)]
                 assert found, (request, key)
                 position, form = max(found, key=lambda f: len(f[1]))  # "at bias 0.8" over "bias 0.8"
@@ -83,6 +84,8 @@ def test_requests_state_arguments_in_many_forms_and_orders_and_the_tool_line_fol
     held_out = {(key, forms[-1]) for key, forms in tool_samples.DETAIL_FORMS.items() if len(forms) > 2}
     assert not used["train"] & held_out and held_out <= used["eval"]
     assert {(key, form) for key, forms in tool_samples.DETAIL_FORMS.items() for form in forms} - held_out <= used["train"]
+    trained_only = {(key, form) for key, forms in tool_samples.TRAINED_ONLY_FORMS.items() for form in forms}
+    assert trained_only <= used["train"] and not trained_only & used["eval"]
     assert ("bias", "depth") in {(a, b) for order in orders for a, b in zip(order, order[1:])}  # not one fixed order
 
 
