@@ -426,12 +426,6 @@ def drift_classification(response: dict, params: dict, rng: random.Random, kind:
 # ---------------------------------------------------------------- discovery
 
 
-# What sets each phase's runs apart from the others' in feature space.
-SEPARATING_FEATURE = {"ising_symmetry_breaking": "ZZ order for ising", "spt_cluster": "string order for the cluster phase",
-                      "trivial_product": "<X> for the product state",
-                      "pseudorandom": "high entanglement with every order near 0 for pseudorandom"}
-
-
 def discovery_clusters(response: dict) -> list[tuple[int, dict]]:
     """Each cluster of a /discovery result: its number and its runs by phase. The lab's own numbers where it gives
     them (a numbering of our own contradicted the JSON's "cluster"), else the position in the original lab's list."""
@@ -455,9 +449,14 @@ def discovery_text(response: dict, request: dict, q: Quotes) -> str:
         return text
     text += (f" purity = {q('purity', response['purity'])} and adjusted_rand_index = "
              f"{q('adjusted_rand_index', response['adjusted_rand_index'])}.")
-    if not mixed:  # the run's own phases only: naming all four after two clusters, run 62 described a third
-        text += (" Every phase has its own cluster because their features stand apart: "
-                 + ", ".join(SEPARATING_FEATURE[p] for p in phases if p in SEPARATING_FEATURE) + ".")
+    if not mixed:  # what the scores mean, naming no phase: after a sentence on all four phases' features, run 62
+        # explained a two-phase result with a third cluster, and run 66, given the run's phases' features only, wrote
+        # features of its own ("trivial_product's x_magnetization 0.5")
+        text += (" Each cluster holds runs of one phase only (purity: the share of runs in their cluster's majority "
+                 "phase)" + (" and each phase has a cluster of its own (adjusted_rand_index: how well the clusters "
+                             "match the phases)." if k == len(phases) else
+                             ", but a phase is split over several clusters, which adjusted_rand_index (how well the "
+                             "clusters match the phases) counts against."))
     elif k < len(phases):
         merged = " and ".join(sorted({p for c in mixed for p in c}))
         text += f" With k={k} for {len(phases)} phases some phases must share a cluster: here {merged}."

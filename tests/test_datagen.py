@@ -436,9 +436,11 @@ def test_a_discovery_explanation_numbers_the_clusters_as_the_lab_does():
     original = {k: response[k] for k in ("cluster_label_stats", "num_samples", "num_clusters")}  # no "clusters"
     assert "cluster 0 holds 5 ising_symmetry_breaking (clean); cluster 1 holds 5 spt_cluster" in samples.discovery_text(
         original, {}, samples.Quotes())
-    # why the clusters are clean names the run's own phases: after a sentence naming all four, run 62 explained
-    # a two-phase result with a third cluster ("cluster 2 holds 6 string_order")
-    assert text.endswith("stand apart: ZZ order for ising, string order for the cluster phase.")
+    # a clean result is explained by what its scores mean, naming no phase: after a sentence naming all four
+    # phases' features, run 62 explained a two-phase result with a third cluster ("cluster 2 holds 6 string_order")
+    assert text.endswith("and each phase has a cluster of its own (adjusted_rand_index: how well the clusters match "
+                         "the phases).")
+    assert not any(phase in text.split("purity = ")[1] for phase in samples.PHASES)
 
 
 def test_concept_questions_are_also_asked_under_the_tool_protocol():
