@@ -95,7 +95,7 @@ class Counts:
     phase: int = 20  # per phase: identification questions (the fingerprint checks are learned from these alone)
     tri: int = 48  # TRI runs, paired into comparisons
     # discovery conversations (request, TOOL line, result, explanation): with 4, run 40 answered a discovery result
-    # with invented numbers ("k-means on 20, 4, 8, 16, 32, ..."); with 16, run 62 explained 10 of 20 held-out
+    # with invented numbers ("k-means on 20, 4, 8, 16, 32, ..."); with 16, run 62 explained 12 of 20 held-out
     # results with a cluster left out or made up
     discovery: int = 24
     drift: int = 48  # drift sweeps: drift classification
